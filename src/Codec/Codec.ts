@@ -1,0 +1,617 @@
+/**
+ * Bytes to packets and back: the only module that touches `mqtt-packet`.
+ *
+ * `encode` validates an outgoing packet (`Validate.packet`) and serialises it; it never throws. `Decoder` turns a
+ * byte stream split at arbitrary boundaries into packets. It frames packets itself — reading the fixed header and the
+ * remaining length (§2.2.3) — so that a packet over `maximumPacketSize` is rejected from its header, before its body
+ * is buffered, and each complete frame is handed to `mqtt-packet`'s parser alone. On top of that parser it enforces
+ * what MQTT 3.1.1 requires of a receiver: reserved flag bits ([MQTT-2.2.2-1], [MQTT-2.2.2-2]), no QoS 3
+ * ([MQTT-3.3.1-4]), well-formed UTF-8 without U+0000 in topic names ([MQTT-1.5.3-1], [MQTT-1.5.3-2]), non-zero packet
+ * ids ([MQTT-2.3.1-1]) and exact lengths for fixed-size packets. Any violation is a `MalformedPacket` error after
+ * which the decoder is finished: the connection must be closed ([MQTT-4.8.0-1]).
+ *
+ * Pure: no Effect runtime, no I/O. Incoming payloads are views into the received bytes when a packet arrives in one
+ * chunk (no copy) and one copy when it spans chunks.
+ *
+ * @since 0.1.0
+ */
+import { Buffer, isUtf8 } from "node:buffer"
+import * as MqttPacket from "mqtt-packet"
+import * as Result from "effect/Result"
+import * as MqttError from "../Errors/MqttError.ts"
+import type * as Packet from "./Packet.ts"
+import * as Validate from "./Validate.ts"
+
+/**
+ * The largest packet MQTT 3.1.1 can express: 1 byte of type and flags, 4 bytes of remaining length, and the largest
+ * remaining length, 268,435,455 bytes (§2.2.3).
+ *
+ * @since 0.1.0
+ */
+export const MAX_PACKET_SIZE = 268_435_460
+
+
+const protocolOptions = { protocolVersion: 4 } as const
+
+const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const toWire = (packet: Packet.Packet): MqttPacket.Packet => {
+  switch (packet._tag) {
+    case "Connect": {
+      const out: MqttPacket.IConnectPacket = {
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clean: packet.cleanSession,
+        clientId: packet.clientId,
+        keepalive: packet.keepalive
+      }
+      // [MQTT-3.1.2-18]..[MQTT-3.1.2-21]: a field is present exactly when its flag is set.
+      if (packet.username !== undefined) out.username = packet.username
+      if (packet.password !== undefined) out.password = toBuffer(packet.password)
+      // [MQTT-3.1.2-9], [MQTT-3.1.2-11]: will fields only with the will flag; otherwise will QoS and retain are 0.
+      if (packet.will !== undefined) {
+        out.will = {
+          topic: packet.will.topic,
+          payload: toBuffer(packet.will.payload),
+          qos: packet.will.qos,
+          retain: packet.will.retain
+        }
+      }
+      return out
+    }
+    case "Connack":
+      return { cmd: "connack", sessionPresent: packet.sessionPresent, returnCode: packet.returnCode }
+    case "Publish":
+      return {
+        cmd: "publish",
+        topic: packet.topic,
+        payload: toBuffer(packet.payload),
+        qos: packet.qos,
+        // [MQTT-3.3.1-2]: DUP is 0 for QoS 0 (Validate rejects anything else).
+        dup: packet.dup,
+        retain: packet.retain,
+        // [MQTT-2.3.1-5]: no packet id at QoS 0.
+        ...(packet.qos > 0 ? { messageId: packet.packetId! } : {})
+      }
+    case "Puback":
+      return { cmd: "puback", messageId: packet.packetId }
+    case "Pubrec":
+      return { cmd: "pubrec", messageId: packet.packetId }
+    case "Pubrel":
+      // [MQTT-3.6.1-1]: mqtt-packet writes the fixed flags 0010.
+      return { cmd: "pubrel", messageId: packet.packetId }
+    case "Pubcomp":
+      return { cmd: "pubcomp", messageId: packet.packetId }
+    case "Subscribe":
+      // [MQTT-3.8.1-1]: mqtt-packet writes the fixed flags 0010.
+      return {
+        cmd: "subscribe",
+        messageId: packet.packetId,
+        subscriptions: packet.subscriptions.map((s) => ({ topic: s.topicFilter, qos: s.qos }))
+      }
+    case "Suback":
+      return { cmd: "suback", messageId: packet.packetId, granted: [...packet.returnCodes] }
+    case "Unsubscribe":
+      // [MQTT-3.10.1-1]: mqtt-packet writes the fixed flags 0010.
+      return { cmd: "unsubscribe", messageId: packet.packetId, unsubscriptions: [...packet.topicFilters] }
+    case "Unsuback":
+      // mqtt-packet's type omits the id it reads and writes for UNSUBACK.
+      return { cmd: "unsuback", messageId: packet.packetId } as MqttPacket.IUnsubackPacket
+    case "Pingreq":
+      return { cmd: "pingreq" }
+    case "Pingresp":
+      return { cmd: "pingresp" }
+    case "Disconnect":
+      return { cmd: "disconnect" }
+  }
+}
+
+const varintLength = (n: number): number => (n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4)
+
+const writeVarint = (target: Buffer, offset: number, n: number): number => {
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) byte |= 0x80
+    target[offset++] = byte
+  } while (n > 0)
+  return offset
+}
+
+/**
+ * PUBLISH, the per-message packet, written directly into one buffer: one allocation, one payload copy. Byte for byte
+ * what `mqtt-packet` writes (the property tests compare both).
+ */
+const encodePublish = (packet: Packet.Publish): Buffer => {
+  const topicLength = Buffer.byteLength(packet.topic)
+  const payload = packet.payload
+  const remaining = 2 + topicLength + (packet.qos > 0 ? 2 : 0) + payload.length
+  const out = Buffer.allocUnsafe(1 + varintLength(remaining) + remaining)
+  // [MQTT-3.3.1-1]: DUP as given (Validate keeps it 0 at QoS 0, [MQTT-3.3.1-2]); QoS 3 never reaches here.
+  out[0] = 0x30 | (packet.dup ? 0x08 : 0) | (packet.qos << 1) | (packet.retain ? 0x01 : 0)
+  let offset = writeVarint(out, 1, remaining)
+  // [MQTT-3.3.2-1]: the topic name comes first, as a UTF-8 string.
+  out[offset] = topicLength >> 8
+  out[offset + 1] = topicLength & 0xff
+  offset += 2
+  offset += out.write(packet.topic, offset, "utf8")
+  if (packet.qos > 0) {
+    const id = packet.packetId!
+    out[offset] = id >> 8
+    out[offset + 1] = id & 0xff
+    offset += 2
+  }
+  out.set(payload, offset)
+  return out
+}
+
+/** PUBACK, PUBREC, PUBREL, PUBCOMP and UNSUBACK: a type byte, length 2 and the packet id ([MQTT-2.3.1-6]). */
+const encodeAck = (first: number, packetId: number): Buffer => {
+  const out = Buffer.allocUnsafe(4)
+  out[0] = first
+  out[1] = 2
+  out[2] = packetId >> 8
+  out[3] = packetId & 0xff
+  return out
+}
+
+const PINGREQ = Uint8Array.of(0xc0, 0x00)
+const PINGRESP = Uint8Array.of(0xd0, 0x00)
+const DISCONNECT = Uint8Array.of(0xe0, 0x00)
+
+/**
+ * Validates and serialises one packet.
+ *
+ * **Details**: fails with the validation reason (`BadQos`, `InvalidTopic`, `BadUtf8String`, ...) for a packet MQTT
+ * 3.1.1 does not allow; never throws. PUBLISH, the acknowledgements and the empty packets are written here; CONNECT,
+ * CONNACK, SUBSCRIBE, SUBACK and UNSUBSCRIBE by `mqtt-packet`.
+ *
+ * **Gotchas**: the bytes of PINGREQ, PINGRESP and DISCONNECT are shared constants: do not write into them.
+ *
+ * @since 0.1.0
+ */
+export const encode = (packet: Packet.Packet): Result.Result<Uint8Array, MqttError.MqttError> => {
+  const invalid = Validate.packet(packet)
+  if (invalid !== undefined) return Result.fail(invalid)
+  switch (packet._tag) {
+    case "Publish":
+      return Result.succeed(encodePublish(packet))
+    case "Puback":
+      return Result.succeed(encodeAck(0x40, packet.packetId))
+    case "Pubrec":
+      return Result.succeed(encodeAck(0x50, packet.packetId))
+    case "Pubrel":
+      // [MQTT-3.6.1-1]: PUBREL's fixed-header flags are 0010.
+      return Result.succeed(encodeAck(0x62, packet.packetId))
+    case "Pubcomp":
+      return Result.succeed(encodeAck(0x70, packet.packetId))
+    case "Unsuback":
+      return Result.succeed(encodeAck(0xb0, packet.packetId))
+    case "Pingreq":
+      return Result.succeed(PINGREQ)
+    case "Pingresp":
+      return Result.succeed(PINGRESP)
+    case "Disconnect":
+      return Result.succeed(DISCONNECT)
+  }
+  try {
+    return Result.succeed(MqttPacket.generate(toWire(packet), protocolOptions))
+  } catch (cause) {
+    return Result.fail(
+      MqttError.make(
+        new MqttError.BadStructure({ field: "packet", value: packet._tag, detail: `cannot be encoded: ${String(cause)}` })
+      )
+    )
+  }
+}
+
+/**
+ * Serialises one packet with `mqtt-packet` alone, without validation: the reference the direct encoders are tested
+ * against. Throws what `mqtt-packet` throws.
+ *
+ * @since 0.1.0
+ */
+export const encodeReference = (packet: Packet.Packet): Uint8Array => MqttPacket.generate(toWire(packet), protocolOptions)
+
+/**
+ * Options of a `Decoder`.
+ *
+ * @since 0.1.0
+ */
+export interface DecoderOptions {
+  /**
+   * The largest packet accepted, in bytes including the fixed header (default and maximum: `MAX_PACKET_SIZE`). A
+   * larger packet fails the decoder as soon as its fixed header is read.
+   */
+  readonly maximumPacketSize?: number | undefined
+}
+
+const malformed = (detail: string): MqttError.MqttError => MqttError.make(new MqttError.MalformedPacket({ detail }))
+
+/** Remaining lengths that a packet type must have exactly (§3.2, §3.4–§3.7, §3.11–§3.14). */
+const fixedRemainingLength: Readonly<Record<number, number>> = {
+  2: 2,
+  4: 2,
+  5: 2,
+  6: 2,
+  7: 2,
+  11: 2,
+  12: 0,
+  13: 0,
+  14: 0
+}
+
+/**
+ * An incremental MQTT 3.1.1 decoder for one connection.
+ *
+ * **Gotchas**: after the first failure every `push` returns the same failure; make a new decoder for a new
+ * connection.
+ *
+ * @since 0.1.0
+ */
+export class Decoder {
+  readonly maximumPacketSize: number
+  #failure: MqttError.MqttError | undefined = undefined
+  /** Bytes of a fixed header split across chunks (at most 5). */
+  #header = new Uint8Array(5)
+  #headerLength = 0
+  /**
+   * A frame split across chunks: the pieces received so far (views, not copies), joined once complete. Memory held
+   * follows the bytes actually received, never the length a header announces.
+   */
+  #parts: Array<Buffer> = []
+  #partsLength = 0
+  #frameLength = 0
+  readonly #parser: MqttPacket.Parser
+  #parsed: MqttPacket.Packet | undefined = undefined
+  #parseError: Error | undefined = undefined
+
+  constructor(options: DecoderOptions = {}) {
+    const maximum = options.maximumPacketSize
+    this.maximumPacketSize = typeof maximum === "number" && Number.isFinite(maximum)
+      ? Math.max(2, Math.min(MAX_PACKET_SIZE, Math.floor(maximum)))
+      : MAX_PACKET_SIZE
+    this.#parser = MqttPacket.parser(protocolOptions)
+    this.#parser.on("packet", (packet) => {
+      this.#parsed = packet
+    })
+    this.#parser.on("error", (error) => {
+      this.#parseError = error
+    })
+  }
+
+  /** The failure that finished this decoder, if any. */
+  get failure(): MqttError.MqttError | undefined {
+    return this.#failure
+  }
+
+  /** How many bytes of an incomplete packet are held. */
+  get buffered(): number {
+    return this.#frameLength > 0 ? this.#partsLength : this.#headerLength
+  }
+
+  /**
+   * Feeds received bytes; returns every packet they complete, in order.
+   *
+   * **Details**: when a chunk completes some packets and then holds a malformed one, the result is the failure; the
+   * packets before it are dropped along with the connection.
+   */
+  push(chunk: Uint8Array): Result.Result<Array<Packet.Packet>, MqttError.MqttError> {
+    if (this.#failure !== undefined) return Result.fail(this.#failure)
+    const packets: Array<Packet.Packet> = []
+    const failure = this.#consume(toBuffer(chunk), packets)
+    if (failure !== undefined) {
+      this.#failure = failure
+      this.#parts = []
+      this.#partsLength = 0
+      this.#frameLength = 0
+      this.#headerLength = 0
+      return Result.fail(failure)
+    }
+    return Result.succeed(packets)
+  }
+
+  #consume(chunk: Buffer, packets: Array<Packet.Packet>): MqttError.MqttError | undefined {
+    let offset = 0
+    const length = chunk.length
+    // A frame begun in an earlier chunk.
+    if (this.#frameLength > 0) {
+      offset = this.#continueFrame(chunk, 0)
+      if (this.#frameLength > 0) return undefined
+      const failure = this.#decodeFrame(this.#joinFrame(), packets)
+      if (failure !== undefined) return failure
+    }
+    // A fixed header begun in an earlier chunk: complete it byte by byte (at most 5 bytes).
+    while (this.#headerLength > 0 && offset < length) {
+      this.#header[this.#headerLength++] = chunk[offset++]!
+      const header = readFixedHeader(this.#header, 0, this.#headerLength)
+      if (header === undefined) continue
+      if (typeof header === "string") return malformed(header)
+      const frameLength = header.headerLength + header.remainingLength
+      const tooLarge = this.#checkSize(frameLength)
+      if (tooLarge !== undefined) return tooLarge
+      this.#parts = [Buffer.from(this.#header.subarray(0, header.headerLength))]
+      this.#partsLength = header.headerLength
+      this.#frameLength = frameLength
+      this.#headerLength = 0
+      offset = this.#continueFrame(chunk, offset)
+      if (this.#frameLength > 0) return undefined
+      const failure = this.#decodeFrame(this.#joinFrame(), packets)
+      if (failure !== undefined) return failure
+    }
+    // Whole frames inside this chunk: decoded in place, without copying.
+    while (offset < length) {
+      const header = readFixedHeader(chunk, offset, length)
+      if (header === undefined) {
+        chunk.copy(this.#header, 0, offset, length)
+        this.#headerLength = length - offset
+        return undefined
+      }
+      if (typeof header === "string") return malformed(header)
+      const frameLength = header.headerLength + header.remainingLength
+      const tooLarge = this.#checkSize(frameLength)
+      if (tooLarge !== undefined) return tooLarge
+      if (offset + frameLength > length) {
+        this.#parts = [chunk.subarray(offset, length)]
+        this.#partsLength = length - offset
+        this.#frameLength = frameLength
+        return undefined
+      }
+      const failure = this.#decodeFrame(chunk.subarray(offset, offset + frameLength), packets)
+      if (failure !== undefined) return failure
+      offset += frameLength
+    }
+    return undefined
+  }
+
+  /** Adds the bytes of `chunk` from `offset` that belong to the split frame; returns the offset after them. */
+  #continueFrame(chunk: Buffer, offset: number): number {
+    const take = Math.min(this.#frameLength - this.#partsLength, chunk.length - offset)
+    if (take > 0) {
+      this.#parts.push(chunk.subarray(offset, offset + take))
+      this.#partsLength += take
+    }
+    if (this.#partsLength === this.#frameLength) this.#frameLength = 0
+    return offset + take
+  }
+
+  /** The completed split frame, in one buffer (the only copy an incoming packet gets). */
+  #joinFrame(): Buffer {
+    const parts = this.#parts
+    const frame = Buffer.concat(parts, this.#partsLength)
+    this.#parts = []
+    this.#partsLength = 0
+    return frame
+  }
+
+  #checkSize(frameLength: number): MqttError.MqttError | undefined {
+    return frameLength > this.maximumPacketSize
+      ? malformed(`a packet of ${frameLength} bytes exceeds the maximum packet size of ${this.maximumPacketSize} bytes`)
+      : undefined
+  }
+
+  #decodeFrame(frame: Buffer, packets: Array<Packet.Packet>): MqttError.MqttError | undefined {
+    const type = frame[0]! >> 4
+    // readFixedHeader already checked the flags and the lengths of fixed-size packets.
+    const headerLength = remainingLengthBytes(frame) + 1
+    // The per-message packets are read here, directly from the frame; the rest by mqtt-packet.
+    switch (type) {
+      case 3: {
+        const publish = decodePublish(frame, headerLength)
+        if (typeof publish === "string") return malformed(publish)
+        packets.push(publish)
+        return undefined
+      }
+      case 4:
+      case 5:
+      case 6:
+      case 7:
+      case 11: {
+        // [MQTT-2.3.1-6]: the id of the packet acknowledged; never 0 [MQTT-2.3.1-1].
+        const packetId = (frame[headerLength]! << 8) | frame[headerLength + 1]!
+        if (packetId === 0) return malformed(idProblem(ackNames[type]!, packetId))
+        packets.push({ _tag: ackTagsByType[type]!, packetId })
+        return undefined
+      }
+      case 12:
+        packets.push(pingreq)
+        return undefined
+      case 13:
+        packets.push(pingresp)
+        return undefined
+      case 14:
+        packets.push(disconnect)
+        return undefined
+    }
+    this.#parsed = undefined
+    this.#parseError = undefined
+    try {
+      this.#parser.parse(frame)
+    } catch (cause) {
+      return malformed(`packet type ${type}: ${String(cause)}`)
+    }
+    const parseError = this.#parseError as Error | undefined
+    if (parseError !== undefined) return malformed(`packet type ${type}: ${parseError.message}`)
+    const wire = this.#parsed
+    if (wire === undefined) return malformed(`packet type ${type} could not be decoded`)
+    const packet = fromWire(wire)
+    if (typeof packet === "string") return malformed(packet)
+    packets.push(packet)
+    return undefined
+  }
+}
+
+const pingreq: Packet.Pingreq = { _tag: "Pingreq" }
+const pingresp: Packet.Pingresp = { _tag: "Pingresp" }
+const disconnect: Packet.Disconnect = { _tag: "Disconnect" }
+
+const ackTagsByType: ReadonlyArray<"Puback" | "Pubrec" | "Pubrel" | "Pubcomp" | "Unsuback" | undefined> = [
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  "Puback",
+  "Pubrec",
+  "Pubrel",
+  "Pubcomp",
+  undefined,
+  undefined,
+  undefined,
+  "Unsuback"
+]
+
+const ackNames: ReadonlyArray<string | undefined> = ackTagsByType.map((tag) => tag?.toUpperCase())
+
+/**
+ * Reads a PUBLISH frame (§3.3). The topic is checked on its raw bytes: well-formed UTF-8 [MQTT-1.5.3-1], no U+0000
+ * [MQTT-1.5.3-2], not empty [MQTT-4.7.3-1], no wildcards [MQTT-3.3.2-2]; a packet id is present and non-zero at QoS 1
+ * and 2 [MQTT-2.3.1-1]. The payload is a view of the frame.
+ */
+const decodePublish = (frame: Buffer, headerLength: number): Packet.Publish | string => {
+  const first = frame[0]!
+  const qos = (first >> 1) & 0x03
+  if (frame.length < headerLength + 2) return "PUBLISH too short for its topic length"
+  const topicLength = (frame[headerLength]! << 8) | frame[headerLength + 1]!
+  const start = headerLength + 2
+  const end = start + topicLength
+  if (end > frame.length) return "PUBLISH topic longer than the packet"
+  if (topicLength === 0) return "PUBLISH with an empty topic name"
+  let ascii = true
+  for (let i = start; i < end; i++) {
+    const byte = frame[i]!
+    if (byte >= 0x80) ascii = false
+    else if (byte === 0) return "PUBLISH topic name contains U+0000"
+    else if (byte === 0x23 || byte === 0x2b) return "PUBLISH topic name contains a wildcard"
+  }
+  if (!ascii && !isUtf8(frame.subarray(start, end))) return "PUBLISH topic name is not well-formed UTF-8"
+  const topic = frame.toString(ascii ? "latin1" : "utf8", start, end)
+  const retain = (first & 0x01) !== 0
+  const dup = (first & 0x08) !== 0
+  if (qos === 0) return { _tag: "Publish", topic, payload: frame.subarray(end), qos, retain, dup }
+  if (end + 2 > frame.length) return "PUBLISH too short for its packet id"
+  const packetId = (frame[end]! << 8) | frame[end + 1]!
+  if (packetId === 0) return idProblem("PUBLISH", packetId)
+  return { _tag: "Publish", topic, payload: frame.subarray(end + 2), qos: qos as Packet.QoS, retain, dup, packetId }
+}
+
+interface FixedHeader {
+  readonly headerLength: number
+  readonly remainingLength: number
+}
+
+/**
+ * Reads the fixed header at `offset`: `undefined` when more bytes are needed, a string when it is malformed.
+ * [MQTT-2.2.2-1] [MQTT-2.2.2-2]
+ */
+const readFixedHeader = (bytes: Uint8Array, offset: number, end: number): FixedHeader | string | undefined => {
+  const first = bytes[offset]!
+  const flagsProblem = checkFlags(first)
+  if (flagsProblem !== undefined) return flagsProblem
+  let multiplier = 1
+  let value = 0
+  for (let i = 1; i <= 4; i++) {
+    if (offset + i >= end) return undefined
+    const byte = bytes[offset + i]!
+    value += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) {
+      // A fixed-size packet with another length is refused from its header, before its body is awaited.
+      const exact = fixedRemainingLength[first >> 4]
+      if (exact !== undefined && value !== exact) {
+        return `packet type ${first >> 4} must have a remaining length of ${exact}, not ${value}`
+      }
+      return { headerLength: 1 + i, remainingLength: value }
+    }
+    multiplier *= 128
+  }
+  return "remaining length longer than 4 bytes"
+}
+
+const remainingLengthBytes = (frame: Uint8Array): number => {
+  let i = 1
+  while ((frame[i]! & 0x80) !== 0) i++
+  return i
+}
+
+/** Fixed-header flag rules of Table 2.2: [MQTT-2.2.2-1], [MQTT-3.3.1-4], [MQTT-3.6.1-1], [MQTT-3.8.1-1]. */
+const checkFlags = (first: number): string | undefined => {
+  const type = first >> 4
+  const flags = first & 0x0f
+  if (type === 0 || type === 15) return `reserved packet type ${type}`
+  if (type === 3) return (flags & 0x06) === 0x06 ? "PUBLISH with QoS 3" : undefined
+  const required = type === 6 || type === 8 || type === 10 ? 0x02 : 0x00
+  return flags === required
+    ? undefined
+    : `packet type ${type} has flags 0x${flags.toString(16)}, not 0x${required.toString(16)}`
+}
+
+const validId = (id: number | undefined): id is number => id !== undefined && id >= 1 && id <= 65535
+
+const idProblem = (tag: string, id: number | undefined): string =>
+  `${tag} packet id ${String(id)} is not in 1..65535 [MQTT-2.3.1-1]`
+
+const asQos = (qos: number): Packet.QoS | undefined => (qos === 0 || qos === 1 || qos === 2 ? qos : undefined)
+
+/** Converts mqtt-packet's CONNECT, CONNACK, SUBSCRIBE, SUBACK and UNSUBSCRIBE to the model; a string names what is malformed. */
+const fromWire = (wire: MqttPacket.Packet): Packet.Packet | string => {
+  switch (wire.cmd) {
+    case "connack": {
+      const returnCode = wire.returnCode ?? 0
+      if (returnCode > 5) return `CONNACK return code ${returnCode} is reserved`
+      return { _tag: "Connack", sessionPresent: wire.sessionPresent, returnCode }
+    }
+    case "suback": {
+      if (!validId(wire.messageId)) return idProblem("SUBACK", wire.messageId)
+      const returnCodes = wire.granted as ReadonlyArray<number>
+      if (returnCodes.length === 0) return "SUBACK without return codes"
+      for (const code of returnCodes) {
+        if (code !== 0 && code !== 1 && code !== 2 && code !== 0x80) return `SUBACK return code ${code} is invalid`
+      }
+      return { _tag: "Suback", packetId: wire.messageId, returnCodes: returnCodes as Array<Packet.SubackReturnCode> }
+    }
+    case "connect": {
+      // mqtt-packet reads a level of 0x80 + n as a "bridge" CONNECT of level n; MQTT 3.1.1 has no such thing.
+      if (wire.protocolVersion !== 4 || wire.protocolId !== "MQTT" || (wire as { bridgeMode?: boolean }).bridgeMode === true) {
+        return `CONNECT for protocol ${wire.protocolId} level ${wire.protocolVersion}, not MQTT level 4`
+      }
+      const connect: {
+        -readonly [K in keyof Packet.Connect]: Packet.Connect[K]
+      } = {
+        _tag: "Connect",
+        protocolLevel: 4,
+        clientId: wire.clientId,
+        cleanSession: wire.clean ?? true,
+        keepalive: wire.keepalive ?? 0
+      }
+      if (wire.username !== undefined) connect.username = wire.username
+      if (wire.password !== undefined) connect.password = wire.password
+      if (wire.will !== undefined && wire.will !== null) {
+        const qos = asQos(wire.will.qos ?? 0)
+        if (qos === undefined) return "CONNECT with will QoS 3"
+        const payload = typeof wire.will.payload === "string" ? Buffer.from(wire.will.payload) : wire.will.payload
+        connect.will = { topic: wire.will.topic, payload, qos, retain: wire.will.retain === true }
+      }
+      return connect
+    }
+    case "subscribe": {
+      if (!validId(wire.messageId)) return idProblem("SUBSCRIBE", wire.messageId)
+      if (wire.subscriptions.length === 0) return "SUBSCRIBE without topic filters"
+      const subscriptions: Array<Packet.Subscription> = []
+      for (const s of wire.subscriptions) {
+        const qos = asQos(s.qos)
+        if (qos === undefined) return "SUBSCRIBE with QoS 3"
+        subscriptions.push({ topicFilter: s.topic, qos })
+      }
+      return { _tag: "Subscribe", packetId: wire.messageId, subscriptions }
+    }
+    case "unsubscribe": {
+      if (!validId(wire.messageId)) return idProblem("UNSUBSCRIBE", wire.messageId)
+      if (wire.unsubscriptions.length === 0) return "UNSUBSCRIBE without topic filters"
+      return { _tag: "Unsubscribe", packetId: wire.messageId, topicFilters: [...wire.unsubscriptions] }
+    }
+    default:
+      // PUBLISH, the acknowledgements and the empty packets never reach mqtt-packet; AUTH is not MQTT 3.1.1.
+      return `unexpected ${wire.cmd} packet`
+  }
+}

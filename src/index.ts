@@ -1,0 +1,21 @@
+/**
+ * effect-mqtt: an Effect-native MQTT 3.1.1 client. Every module is exported as a namespace, Effect style:
+ * `import { MqttError, Codec, Packet, Topic } from "effect-mqtt"`.
+ *
+ * @since 0.1.0
+ */
+
+/** The one public error, its reasons and the Paho MQTTAsync return codes. @since 0.1.0 */
+export * as MqttError from "./Errors/MqttError.ts"
+
+/** The MQTT packet model. @since 0.1.0 */
+export * as Packet from "./Codec/Packet.ts"
+
+/** Bytes to packets and back: `encode` and the incremental `Decoder`. @since 0.1.0 */
+export * as Codec from "./Codec/Codec.ts"
+
+/** Topic name and topic filter rules, and `matches(topicFilter, topicName)`. @since 0.1.0 */
+export * as Topic from "./Codec/Topic.ts"
+
+/** Validation of outgoing packets and options, as used before anything is sent. @since 0.1.0 */
+export * as Validate from "./Codec/Validate.ts"
