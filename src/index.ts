@@ -19,3 +19,15 @@ export * as Topic from "./Codec/Topic.ts"
 
 /** Validation of outgoing packets and options, as used before anything is sent. @since 0.1.0 */
 export * as Validate from "./Codec/Validate.ts"
+
+/** Connection options, URL parsing and defaults. @since 0.1.0 */
+export * as ConnectOptions from "./Connection/ConnectOptions.ts"
+
+/** One network connection: dial, CONNECT, CONNACK, and a Link to exchange packets. @since 0.1.0 */
+export * as Connection from "./Connection/Connection.ts"
+
+/** Keepalive policy and service. @since 0.1.0 */
+export * as Keepalive from "./Connection/Keepalive.ts"
+
+/** Node transports (TCP, TLS, WebSocket) by URL. @since 0.1.0 */
+export * as NodeTransport from "./Connection/NodeTransport.ts"

@@ -1,0 +1,465 @@
+/**
+ * One network connection to a broker: dial, CONNECT, CONNACK, then a `Link` to exchange packets over.
+ *
+ * `Connection.connect` runs inside a `Scope` that owns the socket: it dials through the `Socket.Socket` it was built
+ * with, writes CONNECT as the very first packet [MQTT-3.1.0-1], and waits for CONNACK within the connect timeout
+ * (§3.1.4). A refusal (return code 1..5) is `ConnectionRefused`; silence is `ConnectTimeout`; a socket fault is
+ * `TransportError` (or `TlsVerificationFailed`). The `Link` it returns reads packets from the broker, and writes
+ * packets through one writer per connection that sends everything queued since its last write in one socket write.
+ * Nothing queued on a link can ever reach another connection: each connection has its own queue, and closing the
+ * scope fails what was not yet written.
+ *
+ * This module owns the wire-level rules of a connection — CONNECT first and once [MQTT-3.1.0-2], nothing after
+ * DISCONNECT [MQTT-3.14.4-2], only packets a server may send accepted [MQTT-4.8.0-1] — but no session state (see
+ * `Session`) and no keepalive decisions (see `Keepalive`).
+ *
+ * @since 0.1.0
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Socket from "effect/socket/Socket"
+import * as Codec from "../Codec/Codec.ts"
+import type * as Packet from "../Codec/Packet.ts"
+import * as MqttError from "../Errors/MqttError.ts"
+import * as ConnectOptions from "./ConnectOptions.ts"
+
+/**
+ * The packets a client may send on an established link (CONNECT is sent once, by `connect`).
+ *
+ * @since 0.1.0
+ */
+export type OutgoingPacket = Exclude<Packet.ClientPacket, Packet.Connect>
+
+/**
+ * An established connection: CONNACK received with return code 0.
+ *
+ * @since 0.1.0
+ */
+export interface Link {
+  /** The CONNACK that accepted the connection; `sessionPresent` says whether the broker resumed a session. */
+  readonly connack: Packet.Connack
+  /** The broker URL, without password. */
+  readonly url: string
+  /**
+   * The next packets from the broker, in order (a non-empty batch). Fails when the connection ends: `TransportError`
+   * when the broker closes or the socket fails, `MalformedPacket` or `ProtocolViolation` when it sends something a
+   * client must not accept — the connection is then closed [MQTT-4.8.0-1]. Pull from one fiber at a time.
+   */
+  readonly pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError>
+  /**
+   * Queues a packet for the writer and returns at once: `undefined` when queued, the validation error when the
+   * packet cannot be encoded, `Disconnected` after the link closed or DISCONNECT was queued.
+   */
+  readonly offer: (packet: OutgoingPacket) => MqttError.MqttError | undefined
+  /** Queues a packet and waits until it is written to the socket. */
+  readonly send: (packet: OutgoingPacket) => Effect.Effect<void, MqttError.MqttError>
+  /**
+   * Sends DISCONNECT after everything queued before it and waits until it is written; nothing is sent after it
+   * [MQTT-3.14.4-2]. Close the link's scope next, which ends the socket after the queued bytes [MQTT-3.14.4-1].
+   */
+  readonly disconnect: Effect.Effect<void>
+  /** When the last bytes were written, in `Clock` milliseconds. */
+  readonly lastSentAt: () => number
+  /** When the last bytes were received, in `Clock` milliseconds. */
+  readonly lastReceivedAt: () => number
+  /** How many times bytes were received: a counter that tells "anything since" without comparing times. */
+  readonly receivedCount: () => number
+  /** Fails the link with `error` and closes the socket; pending and later pulls fail with `error`. */
+  readonly abort: (error: MqttError.MqttError) => Effect.Effect<void>
+}
+
+/**
+ * The Connection service: opens links to the configured broker.
+ *
+ * @since 0.1.0
+ */
+export class Connection extends Context.Service<Connection, {
+  readonly options: ConnectOptions.Resolved
+  /** Dials and completes the MQTT handshake; the link lives until the enclosing scope closes. */
+  readonly connect: Effect.Effect<Link, MqttError.MqttError, Scope.Scope>
+}>()("effect-mqtt/Connection/Connection") {}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Socket errors as MqttError reasons
+// ---------------------------------------------------------------------------------------------------------------------
+
+/** Node and OpenSSL codes that mean "the certificates do not verify": retrying cannot help. */
+const tlsVerificationCodes = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_TLS_CERT_ALTNAME_FORMAT",
+  "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED",
+  "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE",
+  "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA",
+  "ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+  "ERR_SSL_TLSV1_ALERT_ACCESS_DENIED",
+  "ERR_OSSL_BAD_DECRYPT",
+  "ERR_OSSL_EVP_BAD_DECRYPT"
+])
+
+interface ErrorLike {
+  readonly code?: unknown
+  readonly message?: unknown
+  readonly error?: unknown
+}
+
+/** The underlying Node error of a socket failure (a WebSocket error event carries it as `error`). */
+const rootCause = (cause: unknown): ErrorLike | undefined => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const like = cause as ErrorLike
+  return like.error !== undefined && typeof like.error === "object" ? rootCause(like.error) : like
+}
+
+const describe = (cause: ErrorLike | undefined, fallback: string): string => {
+  if (cause === undefined) return fallback
+  const message = typeof cause.message === "string" && cause.message !== "" ? cause.message : fallback
+  return typeof cause.code === "string" && !message.includes(cause.code) ? `${cause.code}: ${message}` : message
+}
+
+/**
+ * Maps a socket failure to a reason: certificate problems to `TlsVerificationFailed` (not retryable), everything
+ * else to `TransportError`.
+ *
+ * @since 0.1.0
+ */
+export const fromSocketError = (url: string, error: Socket.SocketError): MqttError.MqttError => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "SocketCloseError":
+      return MqttError.make(
+        new MqttError.TransportError({
+          operation: "read",
+          url,
+          detail: reason.code === 1000 ? "the broker closed the connection" : `connection closed (${reason.message})`
+        })
+      )
+    case "SocketOpenError":
+    case "SocketUpgradeError":
+    case "SocketReadError":
+    case "SocketWriteError": {
+      const cause = rootCause(reason.cause)
+      const code = typeof cause?.code === "string" ? cause.code : undefined
+      if (code !== undefined && tlsVerificationCodes.has(code)) {
+        const detail = typeof cause?.message === "string" && cause.message !== "" ? cause.message : reason.message
+        return MqttError.make(new MqttError.TlsVerificationFailed({ url, tlsCode: code, detail }))
+      }
+      const operation = reason._tag === "SocketWriteError" ? "write" : reason._tag === "SocketReadError" ? "read" : "open"
+      return MqttError.make(
+        new MqttError.TransportError({ operation, url, detail: describe(cause, reason.message), cause: reason.cause })
+      )
+    }
+  }
+}
+
+const protocolViolation = (detail: string) => MqttError.make(new MqttError.ProtocolViolation({ detail }))
+
+const disconnected = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The writer: one queue and one fiber per connection
+// ---------------------------------------------------------------------------------------------------------------------
+
+/**
+ * The outgoing side of one connection: packets are encoded when queued, and the writer fiber sends everything queued
+ * since its last write with one `writeAll`. Each batch has one `Deferred`, completed when it is written.
+ */
+class Outbox {
+  chunks: Array<Uint8Array> = []
+  written: Deferred.Deferred<void, MqttError.MqttError> = Deferred.makeUnsafe()
+  failure: MqttError.MqttError | undefined = undefined
+  /** DISCONNECT queued: nothing more may be sent [MQTT-3.14.4-2]. */
+  closed = false
+  wake: (() => void) | undefined = undefined
+
+  offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
+    if (this.failure !== undefined) return this.failure
+    if (this.closed) return disconnected(packet._tag)
+    if ((packet as Packet.Packet)._tag === "Connect") {
+      // [MQTT-3.1.0-2]: CONNECT is sent once per connection, by `connect`.
+      return protocolViolation("CONNECT may be sent only once per connection [MQTT-3.1.0-2]")
+    }
+    const encoded = Codec.encode(packet)
+    if (Result.isFailure(encoded)) return encoded.failure
+    this.chunks.push(encoded.success)
+    if (packet._tag === "Disconnect") this.closed = true
+    const wake = this.wake
+    if (wake !== undefined) {
+      this.wake = undefined
+      wake()
+    }
+    return undefined
+  }
+
+  /** Takes the queued batch, or undefined when empty. */
+  take(): { readonly chunks: NonEmptyReadonlyArray<Uint8Array>; readonly written: Deferred.Deferred<void, MqttError.MqttError> } | undefined {
+    if (this.chunks.length === 0) return undefined
+    const batch = { chunks: this.chunks as unknown as NonEmptyReadonlyArray<Uint8Array>, written: this.written }
+    this.chunks = []
+    this.written = Deferred.makeUnsafe()
+    return batch
+  }
+
+  fail(error: MqttError.MqttError): void {
+    if (this.failure !== undefined) return
+    this.failure = error
+    this.chunks = []
+    Deferred.doneUnsafe(this.written, Exit.fail(error))
+    const wake = this.wake
+    if (wake !== undefined) {
+      this.wake = undefined
+      wake()
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// connect
+// ---------------------------------------------------------------------------------------------------------------------
+
+const isServerPacket: { readonly [K in Packet.PacketTag]: boolean } = {
+  Connect: false,
+  Connack: true,
+  Publish: true,
+  Puback: true,
+  Pubrec: true,
+  Pubrel: true,
+  Pubcomp: true,
+  Subscribe: false,
+  Suback: true,
+  Unsubscribe: false,
+  Unsuback: true,
+  Pingreq: false,
+  Pingresp: true,
+  Disconnect: false
+}
+
+/**
+ * Dials, sends CONNECT and waits for CONNACK; see the module documentation.
+ *
+ * @since 0.1.0
+ */
+export const connect = (
+  socket: Socket.Socket,
+  options: ConnectOptions.Resolved
+): Effect.Effect<Link, MqttError.MqttError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const outer = yield* Effect.scope
+    const scope = yield* Scope.fork(outer)
+    const clock = yield* Clock.Clock
+    const url = options.url
+    const decoder = new Codec.Decoder({ maximumPacketSize: options.maximumPacketSize })
+    const outbox = new Outbox()
+    let lastSentAt = clock.currentTimeMillisUnsafe()
+    let lastReceivedAt = lastSentAt
+    let receivedCount = 0
+    let aborted: MqttError.MqttError | undefined
+
+    const connectBytes = Codec.encode(ConnectOptions.connectPacket(options))
+    if (Result.isFailure(connectBytes)) return yield* Effect.fail(connectBytes.failure)
+
+    const handshake = Effect.gen(function*() {
+      const readChunks = yield* Scope.provide(Socket.readerBytes(socket), scope).pipe(
+        Effect.mapError((error) => fromSocketError(url, error))
+      )
+      const writer = yield* Scope.provide(socket.writer, scope)
+      // [MQTT-3.1.0-1]: CONNECT is the first packet on the connection, written before the writer fiber exists.
+      yield* writer.write(connectBytes.success).pipe(Effect.mapError((error) => fromSocketError(url, error)))
+      lastSentAt = clock.currentTimeMillisUnsafe()
+      let early: Array<Packet.Packet> = []
+      while (early.length === 0) {
+        const chunks = yield* readChunks.pipe(Effect.mapError((error) => fromSocketError(url, error)))
+        lastReceivedAt = clock.currentTimeMillisUnsafe()
+        for (const chunk of chunks) {
+          const decoded = decoder.push(chunk)
+          if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
+          early = early.length === 0 ? decoded.success : early.concat(decoded.success)
+        }
+      }
+      const first = early[0]!
+      if (first._tag !== "Connack") {
+        // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
+        return yield* Effect.fail(protocolViolation(`expected CONNACK, received ${first._tag}`))
+      }
+      if (first.returnCode !== 0) {
+        return yield* Effect.fail(MqttError.make(new MqttError.ConnectionRefused({ returnCode: first.returnCode })))
+      }
+      return { readChunks, writer, connack: first, rest: early.slice(1) } as const
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: options.connectTimeout,
+        orElse: () =>
+          Effect.fail(
+            MqttError.make(
+              new MqttError.ConnectTimeout({ url, timeoutMillis: Math.round(Duration.toMillis(options.connectTimeout)) })
+            )
+          )
+      }),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    )
+
+    const { readChunks, writer, connack, rest } = yield* handshake
+
+    // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
+    let linkClosed = false
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.sync(() => {
+        linkClosed = true
+        outbox.fail(aborted ?? disconnected("send"))
+      })
+    )
+    /**
+     * Closes this connection's socket. The socket's writer is shared by every connection and waits for the next one
+     * while none is open, so once this link's scope is closed nothing may be written through it.
+     */
+    const closeSocket = (error: MqttError.MqttError) =>
+      linkClosed ? Effect.void : Effect.ignore(writer.write(new Socket.CloseEvent(1006, error.message)))
+
+    const writeLoop: Effect.Effect<void> = Effect.gen(function*() {
+      while (true) {
+        const batch = outbox.take()
+        if (batch === undefined) {
+          if (outbox.failure !== undefined) return
+          yield* Effect.callback<void>((resume) => {
+            outbox.wake = () => resume(Effect.void)
+            return Effect.sync(() => {
+              outbox.wake = undefined
+            })
+          })
+          continue
+        }
+        const failure = yield* writer.writeAll(batch.chunks).pipe(
+          // The scope closed while this batch was being written: its senders must not wait forever.
+          Effect.onInterrupt(() =>
+            Effect.sync(() => Deferred.doneUnsafe(batch.written, Exit.fail(aborted ?? disconnected("send"))))
+          ),
+          Effect.as(undefined),
+          Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
+        )
+        if (failure !== undefined) {
+          aborted ??= failure
+          Deferred.doneUnsafe(batch.written, Exit.fail(failure))
+          outbox.fail(failure)
+          // Wake a pending pull: the connection is unusable once a write failed.
+          yield* closeSocket(failure)
+          return
+        }
+        lastSentAt = clock.currentTimeMillisUnsafe()
+        Deferred.doneUnsafe(batch.written, Exit.void)
+      }
+    })
+    yield* Effect.forkIn(writeLoop, scope)
+
+    let pending: ReadonlyArray<Packet.Packet> | undefined = rest.length > 0 ? rest : undefined
+
+    const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
+      for (let i = 0; i < packets.length; i++) {
+        const tag = packets[i]!._tag
+        if (!isServerPacket[tag]) return protocolViolation(`a server never sends ${tag} [MQTT-4.8.0-1]`)
+        if (tag === "Connack") return protocolViolation("a second CONNACK on one connection [MQTT-3.2.0-1]")
+      }
+      return packets as ReadonlyArray<Packet.ServerPacket>
+    }
+
+    const failLink = (error: MqttError.MqttError) => {
+      aborted ??= error
+      outbox.fail(aborted)
+      return Effect.andThen(closeSocket(aborted), Effect.fail(aborted))
+    }
+
+    const onChunks = (
+      chunks: NonEmptyReadonlyArray<Uint8Array>
+    ): Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> => {
+      lastReceivedAt = clock.currentTimeMillisUnsafe()
+      receivedCount++
+      let packets: Array<Packet.Packet> | undefined
+      for (let i = 0; i < chunks.length; i++) {
+        const decoded = decoder.push(chunks[i]!)
+        if (Result.isFailure(decoded)) return failLink(decoded.failure)
+        packets = packets === undefined ? decoded.success : packets.concat(decoded.success)
+      }
+      if (packets === undefined || packets.length === 0) return pull
+      const accepted = accept(packets)
+      return Array.isArray(accepted) ? Effect.succeed(accepted) : failLink(accepted as MqttError.MqttError)
+    }
+
+    const readError = (error: Socket.SocketError) => Effect.fail(aborted ?? fromSocketError(url, error))
+
+    const pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> = Effect.suspend(():
+      Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> =>
+    {
+      if (aborted !== undefined) return Effect.fail(aborted)
+      if (pending !== undefined) {
+        const packets = pending
+        pending = undefined
+        const accepted = accept(packets)
+        return Array.isArray(accepted) ? Effect.succeed(accepted) : failLink(accepted as MqttError.MqttError)
+      }
+      return Effect.matchEffect(readChunks, { onFailure: readError, onSuccess: onChunks })
+    })
+
+    const send = (packet: OutgoingPacket): Effect.Effect<void, MqttError.MqttError> =>
+      Effect.suspend(() => {
+        const written = outbox.written
+        const invalid = outbox.offer(packet)
+        return invalid !== undefined ? Effect.fail(invalid) : Deferred.await(written)
+      })
+
+    const link: Link = {
+      connack,
+      url,
+      pull,
+      offer: (packet) => outbox.offer(packet),
+      send,
+      disconnect: Effect.suspend(() => {
+        if (outbox.closed || outbox.failure !== undefined) return Effect.void
+        // [MQTT-3.14.4-2]: the outbox accepts nothing after DISCONNECT. [MQTT-3.14.4-1]: closing the link's scope
+        // then ends the socket (FIN after the queued bytes), which closes the connection.
+        return Effect.ignore(send(disconnectPacket))
+      }),
+      lastSentAt: () => lastSentAt,
+      lastReceivedAt: () => lastReceivedAt,
+      receivedCount: () => receivedCount,
+      abort: (error) => Effect.ignore(failLink(error))
+    }
+    return link
+  })
+
+const disconnectPacket: Packet.Disconnect = { _tag: "Disconnect" }
+
+/**
+ * Builds the Connection service from options and a socket.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  socket: Socket.Socket,
+  options: ConnectOptions.Resolved
+): Connection["Service"] => Connection.of({ options, connect: connect(socket, options) })
+
+/**
+ * The Connection service over any `Socket.Socket` (custom transports, tests).
+ *
+ * @since 0.1.0
+ */
+export const layerSocket = (options: ConnectOptions.Resolved): Layer.Layer<Connection, never, Socket.Socket> =>
+  Layer.effect(Connection)(Effect.map(Effect.service(Socket.Socket), (socket) => make(socket, options)))
