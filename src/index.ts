@@ -20,6 +20,9 @@ export * as Topic from "./Codec/Topic.ts"
 /** Validation of outgoing packets and options, as used before anything is sent. @since 0.1.0 */
 export * as Validate from "./Codec/Validate.ts"
 
+/** The public client: publish, subscriptions as Streams, status, events, reconnect. @since 0.1.0 */
+export * as MqttClient from "./Client/MqttClient.ts"
+
 /** Connection options, URL parsing and defaults. @since 0.1.0 */
 export * as ConnectOptions from "./Connection/ConnectOptions.ts"
 
@@ -31,3 +34,9 @@ export * as Keepalive from "./Connection/Keepalive.ts"
 
 /** Node transports (TCP, TLS, WebSocket) by URL. @since 0.1.0 */
 export * as NodeTransport from "./Connection/NodeTransport.ts"
+
+/** The session service: pending operations over the session state machine. @since 0.1.0 */
+export * as Session from "./Client/Session.ts"
+
+/** The pure MQTT session state machine. @since 0.1.0 */
+export * as SessionState from "./Client/SessionState.ts"

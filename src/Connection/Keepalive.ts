@@ -105,12 +105,12 @@ export class Keepalive extends Context.Service<Keepalive, {
   /**
    * Runs keepalive on a link until it fails: sends PINGREQ when due and, when the broker stays silent after one,
    * aborts the link (closing its socket) and fails with `KeepaliveTimeout`. Never succeeds; with keepalive 0 it
-   * never completes. `onPing` is called when a PINGREQ is queued.
+   * never completes. `onPing` is called with the `Clock` time when a PINGREQ is queued.
    */
   readonly run: (
     link: Connection.Link,
     config: Config,
-    onPing?: (() => void) | undefined
+    onPing?: ((now: number) => void) | undefined
   ) => Effect.Effect<never, MqttError.MqttError>
 }>()("effect-mqtt/Connection/Keepalive") {}
 
@@ -156,7 +156,7 @@ export const make: Keepalive["Service"] = Keepalive.of({
               receivedAtPing = received
             }
             lastPingAt = now
-            onPing?.()
+            onPing?.(now)
             break
           }
           case "Timeout": {

@@ -1,0 +1,751 @@
+/**
+ * The public MQTT client: publish, subscriptions as `Stream`s, connection status and events, reconnect by `Schedule`.
+ *
+ * `MqttClient.layer(options)` (or `make(options)` inside any `Scope`) connects on build and fails with `MqttError`
+ * when the first connection fails for a reason retrying cannot fix, or the reconnect schedule gives up. After that a
+ * supervisor fiber keeps the client connected: when a connection drops it reconnects by the schedule (resetting it
+ * after every successful CONNACK), resumes the session — resending unacknowledged publishes [MQTT-4.4.0-1] — and
+ * subscribes again to every live filter when the broker kept no session. Closing the scope disconnects gracefully.
+ *
+ * It owns the supervisor (connect → resume → read loop and keepalive → reconnect), the table of local
+ * subscriptions and their bounded buffers, status and events. Protocol state lives in `Session`, wire rules in
+ * `Connection`, ping decisions in `Keepalive`.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Pull from "effect/Pull"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import type * as Packet from "../Codec/Packet.ts"
+import * as Topic from "../Codec/Topic.ts"
+import * as Validate from "../Codec/Validate.ts"
+import * as ConnectOptions from "../Connection/ConnectOptions.ts"
+import * as Connection from "../Connection/Connection.ts"
+import * as Keepalive from "../Connection/Keepalive.ts"
+import * as NodeTransport from "../Connection/NodeTransport.ts"
+import * as MqttError from "../Errors/MqttError.ts"
+import * as Session from "./Session.ts"
+
+/**
+ * A message received from the broker: the PUBLISH as it arrived. `payload` is a view of the received bytes.
+ *
+ * @since 0.1.0
+ */
+export type Message = Packet.Publish
+
+/**
+ * What to publish. A string payload is sent as UTF-8.
+ *
+ * @since 0.1.0
+ */
+export interface PublishInput {
+  readonly topic: string
+  readonly payload: string | Uint8Array
+  /** Default 0. */
+  readonly qos?: Packet.QoS | undefined
+  /** Default false. */
+  readonly retain?: boolean | undefined
+}
+
+/**
+ * Topic filters to subscribe to: one filter, several (all at `options.qos`), or each with its own QoS.
+ *
+ * @since 0.1.0
+ */
+export type Filters =
+  | string
+  | ReadonlyArray<string>
+  | ReadonlyArray<Packet.Subscription>
+  | { readonly [topicFilter: string]: Packet.QoS }
+
+/**
+ * How a subscription buffers messages its consumer has not taken yet.
+ *
+ * @since 0.1.0
+ */
+export interface SubscribeOptions {
+  /** QoS for filters given without one (default 0). */
+  readonly qos?: Packet.QoS | undefined
+  /** Messages held for this stream (default 1024). */
+  readonly bufferSize?: number | undefined
+  /**
+   * When the buffer is full: `"suspend"` (default) stops reading from the broker until there is room — nothing is
+   * lost, memory stays bounded, other subscriptions wait too; `"dropping"` drops the new message; `"sliding"` drops
+   * the oldest. Acknowledgements are sent once a message is in a buffer (or dropped by choice).
+   */
+  readonly strategy?: "suspend" | "dropping" | "sliding" | undefined
+  /** Send UNSUBSCRIBE when the last stream on a filter ends (default: the client's `unsubscribeOnEnd`). */
+  readonly unsubscribeOnEnd?: boolean | undefined
+}
+
+/**
+ * A subscription: the QoS the broker granted per filter, and its messages.
+ *
+ * @since 0.1.0
+ */
+export interface Subscription {
+  readonly granted: ReadonlyArray<Packet.Subscription>
+  readonly messages: Stream.Stream<Message, MqttError.MqttError>
+}
+
+/**
+ * The connection status.
+ *
+ * @since 0.1.0
+ */
+export type Status =
+  | { readonly _tag: "Connecting" }
+  | { readonly _tag: "Connected"; readonly sessionPresent: boolean }
+  | { readonly _tag: "Reconnecting"; readonly attempt: number; readonly error: MqttError.MqttError }
+  | { readonly _tag: "Disconnected"; readonly error: MqttError.MqttError }
+  | { readonly _tag: "Closed" }
+
+/**
+ * Lifecycle events.
+ *
+ * - `Connected`: CONNACK accepted (`sessionPresent`).
+ * - `Disconnected`: the connection dropped (`error`); `Reconnecting` follows unless the client is closing.
+ * - `Reconnecting`: a new connection attempt is about to start (`attempt` counts from 1).
+ * - `Offline`: the reconnect schedule gave up (`error`); operations fail from now on.
+ * - `Closed`: the client was closed.
+ * - `Ping`, `Pong`: keepalive PINGREQ sent, PINGRESP received (`rttMillis`).
+ * - `Published`: a publish completed (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP).
+ *
+ * @since 0.1.0
+ */
+export type Event =
+  | { readonly _tag: "Connected"; readonly sessionPresent: boolean }
+  | { readonly _tag: "Disconnected"; readonly error: MqttError.MqttError }
+  | { readonly _tag: "Reconnecting"; readonly attempt: number }
+  | { readonly _tag: "Offline"; readonly error: MqttError.MqttError }
+  | { readonly _tag: "Closed" }
+  | { readonly _tag: "Ping" }
+  | { readonly _tag: "Pong"; readonly rttMillis: number }
+  | { readonly _tag: "Published"; readonly topic: string; readonly qos: Packet.QoS; readonly packetId: number | undefined }
+
+/**
+ * Options of a client: the connection options, the session options, and reconnect.
+ *
+ * @since 0.1.0
+ */
+export interface Options extends ConnectOptions.ConnectOptions, Session.Options {
+  /**
+   * The reconnect schedule, stepped with each failed attempt's error; it restarts after every successful connection.
+   * Default: exponential from 1 s, capped at 30 s, jittered, unlimited. `false`: never reconnect.
+   * Non-retryable errors (bad credentials, TLS verification, invalid options) stop reconnecting whatever it says.
+   */
+  readonly reconnect?: Schedule.Schedule<unknown, MqttError.MqttError> | false | undefined
+  /** How long closing the scope waits for in-flight acknowledgements before DISCONNECT (default 5 seconds). */
+  readonly disconnectTimeout?: Duration.Input | undefined
+  /**
+   * Messages held when no stream matches them, handed to the first stream that does (default 1000 with a persistent
+   * session, 0 with a clean one). A broker resuming a persistent session sends what it queued right after CONNACK,
+   * before the application can start its streams: these are kept, not lost. When full, the oldest is dropped.
+   */
+  readonly unclaimedBufferSize?: number | undefined
+  /**
+   * Send UNSUBSCRIBE when the last stream on a filter ends. Default: `true` with a clean session, `false` with a
+   * persistent one, whose subscriptions are meant to outlive the program's streams (use `unsubscribe` to end them).
+   */
+  readonly unsubscribeOnEnd?: boolean | undefined
+}
+
+/**
+ * Options of `disconnect`.
+ *
+ * @since 0.1.0
+ */
+export interface DisconnectOptions {
+  /** How long to wait for in-flight acknowledgements before DISCONNECT (default 5 seconds). */
+  readonly timeout?: Duration.Input | undefined
+  /** Close the connection at once, without waiting or DISCONNECT. */
+  readonly force?: boolean | undefined
+}
+
+/**
+ * The MqttClient service.
+ *
+ * @since 0.1.0
+ */
+export class MqttClient extends Context.Service<MqttClient, {
+  /**
+   * Publishes a message. QoS 0 completes when written, QoS 1 on PUBACK, QoS 2 on PUBCOMP; returns the packet id for
+   * QoS 1 and 2. Offline, QoS 1 and 2 are queued and sent after reconnect.
+   */
+  readonly publish: (input: PublishInput) => Effect.Effect<number | undefined, MqttError.MqttError>
+  /**
+   * Subscribes while the returned stream runs: SUBSCRIBE when it starts, UNSUBSCRIBE when the last stream on a
+   * filter ends (with a clean session; see `unsubscribeOnEnd`). A filter the broker refuses (SUBACK 0x80) fails the
+   * stream with `SubscribeRejected`.
+   */
+  readonly subscribe: (filters: Filters, options?: SubscribeOptions) => Stream.Stream<Message, MqttError.MqttError>
+  /** Like `subscribe`, in a `Scope`, also returning the QoS the broker granted per filter. */
+  readonly subscription: (
+    filters: Filters,
+    options?: SubscribeOptions
+  ) => Effect.Effect<Subscription, MqttError.MqttError, Scope.Scope>
+  /** Sends UNSUBSCRIBE and waits for UNSUBACK (local streams on these filters keep running but receive nothing). */
+  readonly unsubscribe: (filters: string | ReadonlyArray<string>) => Effect.Effect<void, MqttError.MqttError>
+  /** Every message received, whatever subscription brought it (bounded like a subscription). */
+  readonly messages: (options?: Omit<SubscribeOptions, "qos">) => Stream.Stream<Message, MqttError.MqttError>
+  readonly status: SubscriptionRef.SubscriptionRef<Status>
+  readonly events: Stream.Stream<Event>
+  readonly isConnected: Effect.Effect<boolean>
+  /** Operations not yet complete: in-flight and queued publishes, pending subscribe and unsubscribe. */
+  readonly pendingCount: Effect.Effect<number>
+  /**
+   * Closes the client: waits up to `timeout` for in-flight acknowledgements, sends DISCONNECT and closes the
+   * connection; with `force`, closes at once. Pending operations then fail with `OperationIncomplete`, streams end.
+   */
+  readonly disconnect: (options?: DisconnectOptions) => Effect.Effect<void>
+}>()("effect-mqtt/Client/MqttClient") {}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Local subscriptions
+// ---------------------------------------------------------------------------------------------------------------------
+
+interface Subscriber {
+  /** Topic filters of this stream; `undefined` receives every message (`messages`). */
+  readonly filters: ReadonlyArray<string> | undefined
+  /** The filters with the QoS this stream asked for (and the broker did not refuse). */
+  requested: ReadonlyArray<Packet.Subscription>
+  readonly unsubscribeOnEnd: boolean
+  readonly queue: Queue.Queue<Message, MqttError.MqttError | Cause.Done>
+  readonly suspend: boolean
+}
+
+const encoder = new TextEncoder()
+
+const normalize = (filters: Filters, qos: Packet.QoS): Array<Packet.Subscription> => {
+  if (typeof filters === "string") return [{ topicFilter: filters, qos }]
+  if (Array.isArray(filters)) {
+    return (filters as ReadonlyArray<string | Packet.Subscription>).map((f) =>
+      typeof f === "string" ? { topicFilter: f, qos } : f
+    )
+  }
+  return Object.entries(filters as { readonly [topicFilter: string]: Packet.QoS }).map(([topicFilter, q]) => ({
+    topicFilter,
+    qos: q
+  }))
+}
+
+/** One entry per filter, at the highest QoS asked for it. */
+const dedupe = (subscriptions: ReadonlyArray<Packet.Subscription>): Array<Packet.Subscription> => {
+  const byFilter = new Map<string, Packet.QoS>()
+  for (const { topicFilter, qos } of subscriptions) {
+    const seen = byFilter.get(topicFilter)
+    byFilter.set(topicFilter, seen === undefined || qos > seen ? qos : seen)
+  }
+  return [...byFilter].map(([topicFilter, qos]) => ({ topicFilter, qos }))
+}
+
+const defaultReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedule.exponential("1 second").pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30)))),
+  Schedule.jittered
+)
+
+const RESUBSCRIBE_BATCH = 100
+
+/**
+ * Builds a client from the Connection, Keepalive and Session services, in the current scope.
+ *
+ * @since 0.1.0
+ */
+export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: string | undefined } = {}) =>
+  Effect.gen(function*() {
+    const connection = yield* Connection.Connection
+    const keepalive = yield* Keepalive.Keepalive
+    const session = yield* Session.Session
+    const clientScope = yield* Effect.scope
+    const status = yield* SubscriptionRef.make<Status>({ _tag: "Connecting" })
+    const events = yield* PubSub.sliding<Event>(1024)
+    const resolved = connection.options
+    const schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
+    const keepaliveConfig: Keepalive.Config = {
+      keepaliveMillis: resolved.keepalive * 1000,
+      pingTimeoutMillis: Duration.toMillis(resolved.pingTimeout),
+      isPaused: () => readerPaused
+    }
+
+    const subscribers = new Set<Subscriber>()
+    /**
+     * UNSUBSCRIBEs of filters whose last stream ended, until UNSUBACK. A new SUBSCRIBE for such a filter waits for
+     * it: brokers may process the two concurrently (Aedes does), and the UNSUBSCRIBE must not win.
+     */
+    const unsubscribing = new Map<string, Fiber.Fiber<void>>()
+    const unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
+    const unclaimedLimit = Math.max(0, options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000))
+    /** Messages no stream matched, oldest first (see `unclaimedBufferSize`). */
+    let unclaimed: Array<Message> = []
+    /**
+     * Filters subscribed at the broker, with how many live streams asked for each QoS. The broker holds one QoS per
+     * filter, the last one subscribed, so the client always subscribes at the highest any live stream asked for.
+     */
+    const active = new Map<string, [number, number, number]>()
+    const highestQos = (counts: readonly [number, number, number]): Packet.QoS =>
+      counts[2] > 0 ? 2 : counts[1] > 0 ? 1 : 0
+    let closing = false
+    let currentLink: Connection.Link | undefined
+    let currentLinkScope: Scope.Closeable | undefined
+    let readerPaused = false
+    let pingSentAt = 0
+
+    const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
+    const emit = (event: Event) => {
+      PubSub.publishUnsafe(events, event)
+    }
+    const setStatus = (next: Status) => SubscriptionRef.set(status, next)
+
+    // ----- delivery --------------------------------------------------------------------------------------------------
+
+    /** Offers a message to every matching stream; returns an effect to wait on when a suspending buffer is full. */
+    const deliver = (message: Message): Effect.Effect<void> | undefined => {
+      let blocked: Array<Effect.Effect<boolean>> | undefined
+      let claimed = false
+      for (const subscriber of subscribers) {
+        const filters = subscriber.filters
+        if (filters !== undefined) {
+          let matched = false
+          for (let i = 0; i < filters.length; i++) {
+            if (Topic.matches(filters[i]!, message.topic)) {
+              matched = true
+              break
+            }
+          }
+          if (!matched) continue
+        }
+        claimed = true
+        if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
+          ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
+        }
+      }
+      if (!claimed && unclaimedLimit > 0) {
+        if (unclaimed.length >= unclaimedLimit) unclaimed.shift()
+        unclaimed.push(message)
+      }
+      return blocked === undefined ? undefined : Effect.asVoid(Effect.all(blocked))
+    }
+
+    /** Hands a new stream the unclaimed messages it matches, oldest first, as far as its buffer allows. */
+    const claim = (subscriber: Subscriber) => {
+      if (unclaimed.length === 0) return
+      const rest: Array<Message> = []
+      for (const message of unclaimed) {
+        const matches = subscriber.filters === undefined ||
+          subscriber.filters.some((filter) => Topic.matches(filter, message.topic))
+        if (!matches || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
+      }
+      unclaimed = rest
+    }
+
+    // ----- one connection ------------------------------------------------------------------------------------------
+
+    const readLoop = (link: Connection.Link): Effect.Effect<never, MqttError.MqttError> =>
+      Effect.gen(function*() {
+        while (true) {
+          const packets = yield* link.pull
+          for (let i = 0; i < packets.length; i++) {
+            const packet = packets[i]!
+            if (packet._tag === "Pingresp") {
+              emit({ _tag: "Pong", rttMillis: Math.max(0, link.lastReceivedAt() - pingSentAt) })
+              continue
+            }
+            const step = session.handle(packet)
+            if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
+            if (step.deliver !== undefined) {
+              const blocked = deliver(step.deliver)
+              if (blocked !== undefined) {
+                readerPaused = true
+                yield* blocked
+                readerPaused = false
+              }
+            }
+            // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
+            session.acknowledge(step)
+          }
+        }
+      })
+
+    const resubscribe = (link: Connection.Link) =>
+      Effect.gen(function*() {
+        if (link.connack.sessionPresent || active.size === 0) return
+        // A SUBSCRIBE still pending in the session is resent by the resume: not subscribed twice.
+        const pending = new Set<string>()
+        for (const flight of session.state.outgoing.values()) {
+          if (flight._tag === "Subscribe") for (const s of flight.packet.subscriptions) pending.add(s.topicFilter)
+        }
+        const all = [...active]
+          .filter(([topicFilter]) => !pending.has(topicFilter))
+          .map(([topicFilter, counts]) => ({ topicFilter, qos: highestQos(counts) }))
+        if (all.length === 0) return
+        for (let i = 0; i < all.length; i += RESUBSCRIBE_BATCH) {
+          const batch = all.slice(i, i + RESUBSCRIBE_BATCH)
+          yield* Effect.forkIn(
+            session.subscribe(batch).pipe(
+              Effect.flatMap((codes) =>
+                Effect.forEach(batch, (s, index) =>
+                  codes[index] === 0x80 ? rejectFilter(s.topicFilter) : Effect.void, { discard: true })
+              ),
+              Effect.ignore
+            ),
+            clientScope
+          )
+        }
+      })
+
+    const rejectFilter = (topicFilter: string) =>
+      Effect.gen(function*() {
+        const error = MqttError.make(new MqttError.SubscribeRejected({ topicFilter }))
+        active.delete(topicFilter)
+        for (const subscriber of subscribers) {
+          if (subscriber.filters?.includes(topicFilter)) yield* Queue.fail(subscriber.queue, error)
+        }
+      })
+
+    /** Makes an established link current: resumes the session on it and subscribes again if needed. */
+    const attach = (link: Connection.Link) =>
+      Effect.gen(function*() {
+        currentLink = link
+        yield* session.attach(link)
+        yield* resubscribe(link)
+        emit({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
+        yield* setStatus({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
+      })
+
+    /** Runs an attached link until it fails; returns the error. */
+    const runLink = (link: Connection.Link, linkScope: Scope.Closeable) =>
+      Effect.gen(function*() {
+        currentLinkScope = linkScope
+        const onPing = (now: number) => {
+          pingSentAt = now
+          emit({ _tag: "Ping" })
+        }
+        return yield* Effect.flip(Effect.raceFirst(readLoop(link), keepalive.run(link, keepaliveConfig, onPing)))
+      }).pipe(
+        Effect.ensuring(
+          Effect.suspend(() => {
+            currentLink = undefined
+            currentLinkScope = undefined
+            return Effect.andThen(session.detach, Scope.close(linkScope, Exit.void))
+          })
+        )
+      )
+
+    const connectOnce = Effect.gen(function*() {
+      // A child of the client's scope: no connection outlives the client, whatever is interrupted where.
+      const linkScope = yield* Scope.fork(clientScope)
+      const link = yield* Scope.provide(connection.connect, linkScope).pipe(
+        Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
+      )
+      return { link, linkScope } as const
+    })
+
+    /**
+     * Connects, retrying by the schedule; `after` is the error that ended the previous connection (the schedule is
+     * stepped with it first, so a broker that accepts and drops at once is not hammered).
+     */
+    const connectWithRetry = (after: MqttError.MqttError | undefined) =>
+      Effect.gen(function*() {
+        const step = yield* Schedule.toStepWithSleep(schedule)
+        let attempt = 0
+        let last = after
+        while (true) {
+          if (last !== undefined) {
+            if (!last.isRetryable) return yield* Effect.fail(last)
+            const failure = last
+            attempt++
+            // Status: reconnecting from the moment the connection is lost, through the schedule's delay. Event: an
+            // attempt is about to start (none when the schedule gives up).
+            yield* setStatus({ _tag: "Reconnecting", attempt, error: failure })
+            yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
+            emit({ _tag: "Reconnecting", attempt })
+          }
+          const exit = yield* Effect.exit(connectOnce)
+          if (Exit.isSuccess(exit)) return exit.value
+          const error = exitError(exit)
+          if (error === undefined) return yield* Effect.failCause(exit.cause)
+          last = error
+        }
+      })
+
+    const supervise = (first: { readonly link: Connection.Link; readonly linkScope: Scope.Closeable }) =>
+      Effect.gen(function*() {
+        let current = first
+        while (true) {
+          const error = yield* runLink(current.link, current.linkScope)
+          if (closing) return
+          emit({ _tag: "Disconnected", error })
+          const next = yield* Effect.exit(connectWithRetry(error))
+          if (closing) {
+            // Closed while reconnecting: a connection made meanwhile is closed properly, never left open.
+            if (Exit.isSuccess(next)) {
+              yield* next.value.link.disconnect
+              yield* Scope.close(next.value.linkScope, Exit.void)
+            }
+            return
+          }
+          if (Exit.isFailure(next)) {
+            const final = exitError(next) ?? error
+            emit({ _tag: "Offline", error: final })
+            yield* setStatus({ _tag: "Disconnected", error: final })
+            yield* session.dropAll(final)
+            for (const subscriber of subscribers) yield* Queue.fail(subscriber.queue, final)
+            return
+          }
+          current = next.value
+          yield* attach(current.link)
+        }
+      })
+
+    // The first connection happens while the client is built: its failure is the build's failure.
+    const first = yield* connectWithRetry(undefined).pipe(
+      Effect.tapError((error) => setStatus({ _tag: "Disconnected", error }))
+    )
+    yield* attach(first.link)
+    currentLinkScope = first.linkScope
+    const supervisor = yield* Effect.forkIn(supervise(first), clientScope)
+
+    // ----- public operations ---------------------------------------------------------------------------------------
+
+    const publish = (input: PublishInput): Effect.Effect<number | undefined, MqttError.MqttError> => {
+      // A closing client takes no new work: disconnect waits only for what was in flight.
+      if (closing) return Effect.fail(closedError("publish"))
+      const qos = input.qos ?? 0
+      const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
+      return Effect.tap(
+        session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
+        (packetId) => Effect.sync(() => emit({ _tag: "Published", topic: input.topic, qos, packetId }))
+      )
+    }
+
+    const release = (subscriber: Subscriber) =>
+      Effect.gen(function*() {
+        subscribers.delete(subscriber)
+        yield* Queue.end(subscriber.queue)
+        if (subscriber.filters === undefined || closing) return
+        const unused: Array<string> = []
+        for (const { topicFilter, qos } of subscriber.requested) {
+          const counts = active.get(topicFilter)
+          if (counts === undefined) continue
+          counts[qos] = Math.max(0, counts[qos] - 1)
+          if (counts[0] + counts[1] + counts[2] === 0) {
+            active.delete(topicFilter)
+            unused.push(topicFilter)
+          }
+        }
+        // UNSUBSCRIBE is queued now, so that a SUBSCRIBE for the same filter made next goes out after it; its
+        // answer is awaited in the background: a stream's end never waits for the broker.
+        if (unused.length > 0 && subscriber.unsubscribeOnEnd) {
+          const fiber = yield* Effect.forkIn(Effect.ignore(session.unsubscribe(unused)), clientScope, {
+            startImmediately: true
+          })
+          for (const filter of unused) unsubscribing.set(filter, fiber)
+          fiber.addObserver(() => {
+            for (const filter of unused) if (unsubscribing.get(filter) === fiber) unsubscribing.delete(filter)
+          })
+        }
+      })
+
+    const makeQueue = (options: SubscribeOptions | undefined) => {
+      const size = options?.bufferSize ?? 1024
+      const capacity = Number.isInteger(size) && size > 0 ? size : 1024
+      switch (options?.strategy) {
+        case "dropping":
+          return Queue.dropping<Message, MqttError.MqttError | Cause.Done>(capacity)
+        case "sliding":
+          return Queue.sliding<Message, MqttError.MqttError | Cause.Done>(capacity)
+        default:
+          return Queue.bounded<Message, MqttError.MqttError | Cause.Done>(capacity)
+      }
+    }
+
+    const subscription = (filters: Filters, options?: SubscribeOptions) =>
+      Effect.gen(function*() {
+        if (closing) return yield* Effect.fail(closedError("subscribe"))
+        const requested = dedupe(normalize(filters, options?.qos ?? 0))
+        if (requested.length === 0) {
+          return yield* Effect.fail(
+            MqttError.make(new MqttError.BadStructure({ field: "subscribe", value: 0, detail: "needs at least one topic filter [MQTT-3.8.3-3]" }))
+          )
+        }
+        for (const s of requested) {
+          const invalid = Topic.validateTopicFilter(s.topicFilter) ?? Validate.qos(s.qos, `subscribe ${s.topicFilter}`)
+          if (invalid !== undefined) return yield* Effect.fail(invalid)
+        }
+        const queue = yield* makeQueue(options)
+        const subscriber: Subscriber = {
+          filters: requested.map((s) => s.topicFilter),
+          requested,
+          unsubscribeOnEnd: options?.unsubscribeOnEnd ?? unsubscribeOnEnd,
+          queue,
+          suspend: options?.strategy === undefined || options.strategy === "suspend"
+        }
+        // Registered before SUBSCRIBE goes out: retained messages can follow SUBACK in the same read.
+        subscribers.add(subscriber)
+        claim(subscriber)
+        const effective = requested.map(({ topicFilter, qos }) => {
+          const counts = active.get(topicFilter) ?? [0, 0, 0]
+          counts[qos]++
+          active.set(topicFilter, counts)
+          return { topicFilter, qos: highestQos(counts) }
+        })
+        yield* Effect.addFinalizer(() => release(subscriber))
+        for (const { topicFilter } of requested) {
+          const pending = unsubscribing.get(topicFilter)
+          // Bounded: a broker that never answers UNSUBSCRIBE must not stall every later subscription.
+          if (pending !== undefined) yield* Effect.timeoutOption(Fiber.await(pending), resolved.connectTimeout)
+        }
+        const codes = yield* session.subscribe(effective)
+        const granted: Array<Packet.Subscription> = []
+        for (let i = 0; i < requested.length; i++) {
+          const code = codes[i]
+          const topicFilter = requested[i]!.topicFilter
+          if (code === 0x80 || code === undefined) {
+            // Not subscribed at the broker: nothing to UNSUBSCRIBE for this filter when the stream is released.
+            const counts = active.get(topicFilter)
+            const qos = requested[i]!.qos
+            if (counts !== undefined) {
+              counts[qos] = Math.max(0, counts[qos] - 1)
+              if (counts[0] + counts[1] + counts[2] === 0) active.delete(topicFilter)
+            }
+            subscriber.requested = subscriber.requested.filter((s) => s.topicFilter !== topicFilter)
+            return yield* Effect.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
+          }
+          granted.push({ topicFilter, qos: code })
+        }
+        return { granted, messages: Stream.fromQueue(queue) } satisfies Subscription
+      })
+
+    const messages = (options?: Omit<SubscribeOptions, "qos">) =>
+      Stream.unwrap(
+        Effect.gen(function*() {
+          const queue = yield* makeQueue(options)
+          const subscriber: Subscriber = {
+            filters: undefined,
+            requested: [],
+            unsubscribeOnEnd: false,
+            queue,
+            suspend: options?.strategy === undefined || options.strategy === "suspend"
+          }
+          subscribers.add(subscriber)
+          claim(subscriber)
+          yield* Effect.addFinalizer(() => release(subscriber))
+          return Stream.fromQueue(queue)
+        })
+      )
+
+    const unsubscribe = (filters: string | ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        if (closing) return Effect.fail(closedError("unsubscribe"))
+        const list = typeof filters === "string" ? [filters] : filters
+        for (const filter of list) active.delete(filter)
+        return session.unsubscribe(list)
+      })
+
+    let closed = false
+    const disconnect = (disconnectOptions?: DisconnectOptions) =>
+      Effect.gen(function*() {
+        if (closed) return
+        closing = true
+        if (disconnectOptions?.force !== true) {
+          yield* Effect.timeoutOption(session.awaitIdle, disconnectOptions?.timeout ?? Duration.seconds(5))
+          yield* sendDisconnect
+        }
+        closed = true
+        yield* Fiber.interrupt(supervisor)
+        // The supervisor closes the link it runs; this closes one it had not started running yet.
+        if (currentLinkScope !== undefined) yield* Scope.close(currentLinkScope, Exit.void)
+        yield* session.dropAll(
+          MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
+        )
+        for (const subscriber of subscribers) yield* Queue.end(subscriber.queue)
+        emit({ _tag: "Closed" })
+        yield* setStatus({ _tag: "Closed" })
+      }).pipe(Effect.uninterruptible)
+
+    const sendDisconnect = Effect.suspend(() => (currentLink !== undefined ? currentLink.disconnect : Effect.void))
+
+    yield* Effect.addFinalizer(() => disconnect({ timeout: options.disconnectTimeout ?? Duration.seconds(5) }))
+
+    return MqttClient.of({
+      publish,
+      subscribe: (filters, subscribeOptions) =>
+        Stream.unwrap(Effect.map(subscription(filters, subscribeOptions), (s) => s.messages)),
+      subscription,
+      unsubscribe,
+      messages,
+      status,
+      events: Stream.fromPubSub(events),
+      isConnected: Effect.map(SubscriptionRef.get(status), (s) => s._tag === "Connected"),
+      pendingCount: Effect.sync(() => session.pending()),
+      disconnect
+    })
+  })
+
+const exitError = (exit: Exit.Exit<unknown, MqttError.MqttError>): MqttError.MqttError | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  for (const reason of exit.cause.reasons) {
+    if (reason._tag === "Fail") return reason.error
+  }
+  return undefined
+}
+
+/**
+ * The client layer over the Connection, Keepalive and Session services.
+ *
+ * @since 0.1.0
+ */
+export const layerNoDeps = (
+  options: Omit<Options, "url"> = {}
+): Layer.Layer<MqttClient, MqttError.MqttError, Connection.Connection | Keepalive.Keepalive | Session.Session> =>
+  Layer.effect(MqttClient)(makeNoDeps(options))
+
+/**
+ * The client over any `Socket.Socket` (custom transports, tests): the URL still supplies the options.
+ *
+ * @since 0.1.0
+ */
+export const layerSocket = (options: Options): Layer.Layer<MqttClient, MqttError.MqttError, Socket.Socket> =>
+  layerNoDeps(options).pipe(
+    Layer.provide([
+      Layer.unwrap(Effect.map(resolve(options), (resolved) => Connection.layerSocket(resolved))),
+      Keepalive.layer,
+      Session.layer(options)
+    ])
+  )
+
+const resolve = (options: Options) =>
+  Effect.fromResult(ConnectOptions.resolve(options, crypto.getRandomValues(new Uint8Array(6))))
+
+/**
+ * The client for a broker URL over the Node transport it selects; connects on build.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: Options): Layer.Layer<MqttClient, MqttError.MqttError> =>
+  layerNoDeps(options).pipe(
+    Layer.provide([NodeTransport.layerConnection(options), Keepalive.layer, Session.layer(options)])
+  )
+
+/**
+ * A client in the current scope (several clients in one program: tests, bridges); closing the scope disconnects.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<MqttClient["Service"], MqttError.MqttError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(layer(options))
+    return Context.get(context, MqttClient)
+  })
