@@ -40,3 +40,6 @@ export * as Session from "./Client/Session.ts"
 
 /** The pure MQTT session state machine. @since 0.1.0 */
 export * as SessionState from "./Client/SessionState.ts"
+
+/** Durable session storage: in memory or in files, for crash recovery. @since 0.1.0 */
+export * as SessionStore from "./Client/SessionStore.ts"

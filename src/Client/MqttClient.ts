@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
@@ -37,6 +38,7 @@ import * as Keepalive from "../Connection/Keepalive.ts"
 import * as NodeTransport from "../Connection/NodeTransport.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as Session from "./Session.ts"
+import * as SessionStore from "./SessionStore.ts"
 
 /**
  * A message received from the broker: the PUBLISH as it arrived. `payload` is a view of the received bytes.
@@ -160,6 +162,12 @@ export interface Options extends ConnectOptions.ConnectOptions, Session.Options 
    * persistent one, whose subscriptions are meant to outlive the program's streams (use `unsubscribe` to end them).
    */
   readonly unsubscribeOnEnd?: boolean | undefined
+  /**
+   * Where to keep the session across crashes: `SessionStore.makeFile({ directory })` or `SessionStore.makeMemory()`
+   * (or provide the `SessionStore` service). Default: none, the session lives in memory only. Use with a fixed
+   * `clientId` and `cleanSession: false`.
+   */
+  readonly sessionStore?: SessionStore.SessionStore["Service"] | undefined
 }
 
 /**
@@ -200,6 +208,11 @@ export class MqttClient extends Context.Service<MqttClient, {
   readonly unsubscribe: (filters: string | ReadonlyArray<string>) => Effect.Effect<void, MqttError.MqttError>
   /** Every message received, whatever subscription brought it (bounded like a subscription). */
   readonly messages: (options?: Omit<SubscribeOptions, "qos">) => Stream.Stream<Message, MqttError.MqttError>
+  /**
+   * The publishes restored from the session store when the client started, which it resends (empty without a
+   * store). A restarted application checks here what it must not publish again.
+   */
+  readonly restored: ReadonlyArray<Message>
   readonly status: SubscriptionRef.SubscriptionRef<Status>
   readonly events: Stream.Stream<Event>
   readonly isConnected: Effect.Effect<boolean>
@@ -364,6 +377,9 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             }
             const step = session.handle(packet)
             if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
+            // With a session store: what this packet changed is stored before its message is delivered and its
+            // acknowledgement sent, so a crash cannot lose or repeat it.
+            if (session.mustFlush(step)) yield* session.flush
             if (step.deliver !== undefined) {
               const blocked = deliver(step.deliver)
               if (blocked !== undefined) {
@@ -425,14 +441,20 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       })
 
     /** Runs an attached link until it fails; returns the error. */
-    const runLink = (link: Connection.Link, linkScope: Scope.Closeable) =>
+    /** Runs a link until it fails (attaching it first unless it already is); returns the error. */
+    const runLink = (link: Connection.Link, linkScope: Scope.Closeable, attached: boolean) =>
       Effect.gen(function*() {
         currentLinkScope = linkScope
         const onPing = (now: number) => {
           pingSentAt = now
           emit({ _tag: "Ping" })
         }
-        return yield* Effect.flip(Effect.raceFirst(readLoop(link), keepalive.run(link, keepaliveConfig, onPing)))
+        return yield* Effect.flip(
+          Effect.andThen(
+            attached ? Effect.void : attach(link),
+            Effect.raceFirst(readLoop(link), keepalive.run(link, keepaliveConfig, onPing))
+          )
+        )
       }).pipe(
         Effect.ensuring(
           Effect.suspend(() => {
@@ -483,8 +505,9 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const supervise = (first: { readonly link: Connection.Link; readonly linkScope: Scope.Closeable }) =>
       Effect.gen(function*() {
         let current = first
+        let attached = true
         while (true) {
-          const error = yield* runLink(current.link, current.linkScope)
+          const error = yield* runLink(current.link, current.linkScope, attached)
           if (closing) return
           emit({ _tag: "Disconnected", error })
           const next = yield* Effect.exit(connectWithRetry(error))
@@ -505,9 +528,21 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             return
           }
           current = next.value
-          yield* attach(current.link)
+          attached = false
         }
       })
+
+    // A stored session is restored before the first connection, which resends what it holds.
+    const store = options.sessionStore !== undefined
+      ? Option.some(options.sessionStore)
+      : yield* Effect.serviceOption(SessionStore.SessionStore)
+    let restored: ReadonlyArray<Message> = []
+    if (Option.isSome(store)) {
+      const journal = yield* store.value.open(resolved.clientId)
+      const count = yield* session.useJournal(journal)
+      if (count > 0) yield* Effect.logDebug(`restored ${count} unacknowledged operations from the session store`)
+      restored = journal.snapshot.flights.flatMap((flight) => (flight._tag === "Publish" ? [flight.packet] : []))
+    }
 
     // The first connection happens while the client is built: its failure is the build's failure.
     const first = yield* connectWithRetry(undefined).pipe(
@@ -670,6 +705,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         yield* session.dropAll(
           MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
         )
+        // Completions not yet stored (a store keeps what is still unacknowledged, for the next run).
+        yield* session.flush.pipe(Effect.catch((error) => Effect.logWarning(`session store: ${error.message}`)))
         for (const subscriber of subscribers) yield* Queue.end(subscriber.queue)
         emit({ _tag: "Closed" })
         yield* setStatus({ _tag: "Closed" })
@@ -686,6 +723,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       subscription,
       unsubscribe,
       messages,
+      restored,
       status,
       events: Stream.fromPubSub(events),
       isConnected: Effect.map(SubscriptionRef.get(status), (s) => s._tag === "Connected"),

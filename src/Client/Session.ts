@@ -18,6 +18,7 @@ import type * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "../Connection/Connection.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as SessionState from "./SessionState.ts"
+import type * as SessionStore from "./SessionStore.ts"
 
 /**
  * Settings of a session.
@@ -48,8 +49,17 @@ export class Session extends Context.Service<Session, {
   ) => Effect.Effect<ReadonlyArray<Packet.SubackReturnCode>, MqttError.MqttError>
   /** Sends UNSUBSCRIBE and waits for UNSUBACK. */
   readonly unsubscribe: (topicFilters: ReadonlyArray<string>) => Effect.Effect<void, MqttError.MqttError>
-  /** A connection was established: resends what the session requires on it. */
-  readonly attach: (link: Connection.Link) => Effect.Effect<void>
+  /**
+   * Takes over a stored session (before the first connection): restores its flights and incoming QoS 2 ids, and
+   * from now on stores every change before the packet that follows it is sent. Returns how many flights it restored.
+   */
+  readonly useJournal: (journal: SessionStore.Journal) => Effect.Effect<number>
+  /** Stores the changes not yet stored (a no-op without a journal). */
+  readonly flush: Effect.Effect<void, MqttError.MqttError>
+  /** Whether `step` must wait for `flush` before its message is delivered and its packets sent. */
+  readonly mustFlush: (step: SessionState.Step) => boolean
+  /** A connection was established: resends what the session requires on it (after storing the changes). */
+  readonly attach: (link: Connection.Link) => Effect.Effect<void, MqttError.MqttError>
   /** The connection was lost. */
   readonly detach: Effect.Effect<void>
   /**
@@ -63,7 +73,10 @@ export class Session extends Context.Service<Session, {
   readonly pending: () => number
   /** Waits until no operation is pending (every publish acknowledged, every SUBACK and UNSUBACK received). */
   readonly awaitIdle: Effect.Effect<void>
-  /** Fails every pending operation with `error` and refuses new ones with `Disconnected` (the client closed). */
+  /**
+   * Fails every pending operation with `error` and refuses new ones with `Disconnected` (the client closed). A store
+   * keeps the unacknowledged publishes: the next run resends them.
+   */
   readonly dropAll: (error: MqttError.MqttError) => Effect.Effect<void>
 }>()("effect-mqtt/Client/Session") {}
 
@@ -85,6 +98,11 @@ export const make = (options: Options = {}): Session["Service"] => {
   let idleWaiters: Array<() => void> = []
   let link: Connection.Link | undefined
   let closed = false
+  let journal: SessionStore.Journal | undefined
+  /** Operations started but whose waiter is not registered yet (their flight is being stored). */
+  const expecting = new Set<Packet.PacketId>()
+  /** Completions that arrived for such an operation before its waiter. */
+  const early = new Map<Packet.PacketId, SessionState.Completion>()
   const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
   const wakeWindow = () => {
@@ -100,6 +118,8 @@ export const make = (options: Options = {}): Session["Service"] => {
       if (waiter !== undefined) {
         waiters.delete(completion.packetId)
         waiter(completion)
+      } else if (expecting.has(completion.packetId)) {
+        early.set(completion.packetId, completion)
       }
     }
     if (completions.length > 0) {
@@ -133,17 +153,63 @@ export const make = (options: Options = {}): Session["Service"] => {
     start: () => Result.Result<{ readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined }, MqttError.MqttError>,
     onCompletion: (completion: SessionState.Completion) => Effect.Effect<A, MqttError.MqttError>
   ) =>
-    Effect.callback<A, MqttError.MqttError>((resume) => {
-      if (closed) return resume(Effect.fail(closedError("operation")))
-      const started = start()
-      if (Result.isFailure(started)) return resume(Effect.fail(started.failure))
-      const { packetId, send } = started.success
-      waiters.set(packetId, (completion) => resume(onCompletion(completion)))
-      if (send !== undefined) sendAll([send])
-      return Effect.sync(() => {
-        waiters.delete(packetId)
+    journal === undefined
+      ? Effect.callback<A, MqttError.MqttError>((resume) => {
+        if (closed) return resume(Effect.fail(closedError("operation")))
+        const started = start()
+        if (Result.isFailure(started)) return resume(Effect.fail(started.failure))
+        const { packetId, send } = started.success
+        waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+        if (send !== undefined) sendAll([send])
+        return Effect.sync(() => {
+          waiters.delete(packetId)
+        })
       })
+      : storedOperation(start, onCompletion)
+
+  /**
+   * With a store: the flight is stored before its packet is sent (write-ahead). A completion that arrives while it
+   * is being stored (a reconnect resent it meanwhile) is kept for the waiter. If storing fails, the flight is
+   * forgotten and the caller gets the `PersistenceError`: nothing is sent that the store does not hold.
+   */
+  const storedOperation = <A>(
+    start: () => Result.Result<{ readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined }, MqttError.MqttError>,
+    onCompletion: (completion: SessionState.Completion) => Effect.Effect<A, MqttError.MqttError>
+  ) =>
+    Effect.suspend(() => {
+      if (closed) return Effect.fail(closedError("operation"))
+      const started = start()
+      if (Result.isFailure(started)) return Effect.fail(started.failure)
+      const { packetId, send } = started.success
+      expecting.add(packetId)
+      return flush.pipe(
+        Effect.tapError(() =>
+          Effect.sync(() => {
+            expecting.delete(packetId)
+            early.delete(packetId)
+            state.abandon(packetId)
+            wakeWindow()
+          })
+        ),
+        Effect.andThen(Effect.callback<A, MqttError.MqttError>((resume) => {
+          expecting.delete(packetId)
+          const done = early.get(packetId)
+          if (done !== undefined) {
+            early.delete(packetId)
+            return resume(onCompletion(done))
+          }
+          waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+          if (send !== undefined && state.outgoing.has(packetId)) sendAll([send])
+          return Effect.sync(() => {
+            waiters.delete(packetId)
+          })
+        }))
+      )
     })
+
+  const flush: Effect.Effect<void, MqttError.MqttError> = Effect.suspend(() =>
+    journal !== undefined && state.journalPending ? journal.append(state.takeJournal()) : Effect.void
+  )
 
   const awaitWindow = Effect.callback<void, MqttError.MqttError>((resume) => {
     if (state.windowOpen) return resume(Effect.void)
@@ -233,13 +299,26 @@ export const make = (options: Options = {}): Session["Service"] => {
     publish,
     subscribe,
     unsubscribe,
-    attach: (next) =>
+    useJournal: (opened) =>
       Effect.sync(() => {
+        journal = opened
+        state.enableJournal()
+        state.restore(opened.snapshot)
+        return opened.snapshot.flights.length
+      }),
+    flush,
+    mustFlush: (step) =>
+      journal !== undefined && state.journalPending && (step.send.length > 0 || step.deliver !== undefined),
+    attach: (next) =>
+      Effect.suspend(() => {
         link = next
         const step = state.resume(next.connack.sessionPresent)
-        sendAll(step.send)
-        complete(step.completions)
-        wakeIdle()
+        // Stored before the resends go out: a crash right after them resumes from this state.
+        return Effect.map(flush, () => {
+          sendAll(step.send)
+          complete(step.completions)
+          wakeIdle()
+        })
       }),
     detach: Effect.sync(() => {
       link = undefined
@@ -261,7 +340,7 @@ export const make = (options: Options = {}): Session["Service"] => {
         const waiting = windowWaiters
         windowWaiters = []
         for (const wake of waiting) wake(error)
-        complete(state.dropAll(error))
+        complete(state.dropAll(error, journal !== undefined))
         const idle = idleWaiters
         idleWaiters = []
         for (const wake of idle) wake()

@@ -115,6 +115,73 @@ export const defaultConfig: Config = {
   onSessionLost: "resend"
 }
 
+/**
+ * A change to the durable part of the session, for a `SessionStore` to record: an outgoing flight created or moved
+ * to its next stage, a flight completed, an incoming QoS 2 id held or released, or everything forgotten (a new
+ * session, or a forced close).
+ *
+ * @since 0.1.0
+ */
+export type JournalEntry =
+  | { readonly _tag: "PutFlight"; readonly flight: Flight }
+  | { readonly _tag: "RemoveFlight"; readonly packetId: Packet.PacketId }
+  | { readonly _tag: "AddIncoming"; readonly packetId: Packet.PacketId }
+  | { readonly _tag: "RemoveIncoming"; readonly packetId: Packet.PacketId }
+  | { readonly _tag: "ClearIncoming" }
+  | { readonly _tag: "ClearOutgoing" }
+
+/**
+ * The durable part of a session, as a store gives it back: outgoing flights in their order, and the incoming QoS 2
+ * ids awaiting PUBREL.
+ *
+ * @since 0.1.0
+ */
+export interface Snapshot {
+  readonly flights: ReadonlyArray<Flight>
+  readonly incomingQos2: ReadonlyArray<Packet.PacketId>
+}
+
+/** @since 0.1.0 */
+export const emptySnapshot: Snapshot = { flights: [], incomingQos2: [] }
+
+/**
+ * Replays journal entries over a snapshot: what a store does on load.
+ *
+ * @since 0.1.0
+ */
+export const replay = (snapshot: Snapshot, entries: Iterable<JournalEntry>): Snapshot => {
+  const flights = new Map<Packet.PacketId, Flight>()
+  for (const flight of snapshot.flights) flights.set(flight.packet.packetId!, flight)
+  const incoming = new Set(snapshot.incomingQos2)
+  for (const entry of entries) {
+    switch (entry._tag) {
+      case "PutFlight": {
+        const id = entry.flight.packet.packetId!
+        // A flight's new stage moves it to the end, as in the live map (PUBREL order, [MQTT-4.6.0-4]).
+        flights.delete(id)
+        flights.set(id, entry.flight)
+        break
+      }
+      case "RemoveFlight":
+        flights.delete(entry.packetId)
+        break
+      case "AddIncoming":
+        incoming.add(entry.packetId)
+        break
+      case "RemoveIncoming":
+        incoming.delete(entry.packetId)
+        break
+      case "ClearIncoming":
+        incoming.clear()
+        break
+      case "ClearOutgoing":
+        flights.clear()
+        break
+    }
+  }
+  return { flights: [...flights.values()], incomingQos2: [...incoming] }
+}
+
 const noStep: Step = { send: [], deliver: undefined, completions: [], warning: undefined }
 
 const sendOnly = (packet: Packet.ClientPacket): Step => ({
@@ -170,12 +237,60 @@ export class SessionState {
   #offline: Array<Packet.PacketId | Packet.Publish> = []
   #offlineQos0 = 0
   #lastPacketId = 0
+  /** Entries not yet taken by the store; `undefined` when nothing is persisted (no cost then). */
+  #journal: Array<JournalEntry> | undefined = undefined
   #inflight = 0
   #unsent = 0
   #connected = false
 
   constructor(config: Partial<Config> = {}) {
     this.config = { ...defaultConfig, ...config }
+  }
+
+  /** Starts recording `JournalEntry`s for a store (see `takeJournal`). */
+  enableJournal(): void {
+    this.#journal ??= []
+  }
+
+  /** The entries recorded since the last call, oldest first. */
+  takeJournal(): Array<JournalEntry> {
+    const journal = this.#journal
+    if (journal === undefined || journal.length === 0) return []
+    this.#journal = []
+    return journal
+  }
+
+  /** Whether entries are waiting to be taken. */
+  get journalPending(): boolean {
+    return this.#journal !== undefined && this.#journal.length > 0
+  }
+
+  /**
+   * Restores a stored session before the first connection: its flights (which the next `resume` resends) and its
+   * incoming QoS 2 ids [MQTT-4.1.0-1].
+   */
+  restore(snapshot: Snapshot): void {
+    for (const flight of snapshot.flights) {
+      const id = flight.packet.packetId!
+      this.outgoing.set(id, flight)
+      if (flight._tag === "Publish") this.#inflight++
+      if (!flight.sent) {
+        if (flight._tag === "Publish") this.#unsent++
+        this.#offline.push(id)
+      }
+      this.#lastPacketId = id
+    }
+    for (const id of snapshot.incomingQos2) this.incomingQos2.add(id)
+  }
+
+  #putFlight(id: Packet.PacketId, flight: Flight): void {
+    this.outgoing.set(id, flight)
+    this.#journal?.push({ _tag: "PutFlight", flight })
+  }
+
+  #removeFlight(id: Packet.PacketId): void {
+    this.outgoing.delete(id)
+    this.#journal?.push({ _tag: "RemoveFlight", packetId: id })
   }
 
   /** Whether a connection is established. */
@@ -273,7 +388,7 @@ export class SessionState {
       packetId
     }
     const sent = this.#connected
-    this.outgoing.set(packetId, { _tag: "Publish", packet, stage: request.qos === 1 ? "puback" : "pubrec", sent })
+    this.#putFlight(packetId, { _tag: "Publish", packet, stage: request.qos === 1 ? "puback" : "pubrec", sent })
     this.#inflight++
     if (!sent) {
       this.#unsent++
@@ -293,7 +408,7 @@ export class SessionState {
     const packetId = this.#allocatePacketId()
     if (typeof packetId !== "number") return Result.fail(packetId)
     const packet: Packet.Subscribe = { _tag: "Subscribe", packetId, subscriptions }
-    this.outgoing.set(packetId, { _tag: "Subscribe", packet, sent: this.#connected })
+    this.#putFlight(packetId, { _tag: "Subscribe", packet, sent: this.#connected })
     if (!this.#connected) this.#offline.push(packetId)
     return Result.succeed(packet)
   }
@@ -309,7 +424,7 @@ export class SessionState {
     const packetId = this.#allocatePacketId()
     if (typeof packetId !== "number") return Result.fail(packetId)
     const packet: Packet.Unsubscribe = { _tag: "Unsubscribe", packetId, topicFilters }
-    this.outgoing.set(packetId, { _tag: "Unsubscribe", packet, sent: this.#connected })
+    this.#putFlight(packetId, { _tag: "Unsubscribe", packet, sent: this.#connected })
     if (!this.#connected) this.#offline.push(packetId)
     return Result.succeed(packet)
   }
@@ -323,7 +438,9 @@ export class SessionState {
         return this.#incomingPublish(packet)
       case "Pubrel":
         // [MQTT-4.3.3-2]: PUBREL frees the id and is answered with PUBCOMP, known or not. [MQTT-2.3.1-6]
-        this.incomingQos2.delete(packet.packetId)
+        if (this.incomingQos2.delete(packet.packetId)) {
+          this.#journal?.push({ _tag: "RemoveIncoming", packetId: packet.packetId })
+        }
         return sendOnly({ _tag: "Pubcomp", packetId: packet.packetId })
       case "Puback":
         return this.#ack(packet.packetId, "puback", "PUBACK")
@@ -337,7 +454,7 @@ export class SessionState {
         // PUBRELs are resent in the order the PUBRECs arrived [MQTT-4.6.0-4] while PUBLISHes keep theirs.
         if (flight.stage === "pubrec") {
           this.outgoing.delete(packet.packetId)
-          this.outgoing.set(packet.packetId, { ...flight, stage: "pubcomp" })
+          this.#putFlight(packet.packetId, { ...flight, stage: "pubcomp" })
         }
         return sendOnly({ _tag: "Pubrel", packetId: packet.packetId })
       }
@@ -349,7 +466,7 @@ export class SessionState {
           return warn(`SUBACK for packet id ${packet.packetId}, which awaits no SUBACK: ignored`)
         }
         // [MQTT-2.3.1-3]: the id is free again after SUBACK.
-        this.outgoing.delete(packet.packetId)
+        this.#removeFlight(packet.packetId)
         const expected = flight.packet.subscriptions.length
         const returnCodes = packet.returnCodes.length === expected
           ? packet.returnCodes
@@ -368,7 +485,7 @@ export class SessionState {
         if (flight?._tag !== "Unsubscribe" || !flight.sent) {
           return warn(`UNSUBACK for packet id ${packet.packetId}, which awaits no UNSUBACK: ignored`)
         }
-        this.outgoing.delete(packet.packetId)
+        this.#removeFlight(packet.packetId)
         return {
           send: [],
           deliver: undefined,
@@ -404,6 +521,7 @@ export class SessionState {
           return { send: [pubrec], deliver: undefined, completions: [], warning: undefined }
         }
         this.incomingQos2.add(packetId)
+        this.#journal?.push({ _tag: "AddIncoming", packetId })
         return { send: [pubrec], deliver: packet, completions: [], warning: undefined }
       }
     }
@@ -416,7 +534,7 @@ export class SessionState {
       return warn(`${name} for packet id ${packetId}, which awaits no ${name}: ignored`)
     }
     // [MQTT-2.3.1-3]: the id is free again after PUBACK (QoS 1) or PUBCOMP (QoS 2).
-    this.outgoing.delete(packetId)
+    this.#removeFlight(packetId)
     this.#inflight--
     return { send: [], deliver: undefined, completions: [{ _tag: "Published", packetId }], warning: undefined }
   }
@@ -435,7 +553,10 @@ export class SessionState {
     this.#connected = true
     const send: Array<Packet.ClientPacket> = []
     const completions: Array<Completion> = []
-    if (!sessionPresent) this.incomingQos2.clear()
+    if (!sessionPresent && this.incomingQos2.size > 0) {
+      this.incomingQos2.clear()
+      this.#journal?.push({ _tag: "ClearIncoming" })
+    }
     for (const [packetId, flight] of this.outgoing) {
       // Queued offline: sent below, in the order asked for.
       if (!flight.sent) continue
@@ -450,11 +571,11 @@ export class SessionState {
       }
       if (flight.stage === "pubcomp") {
         // The broker acknowledged with PUBREC: it owns the message and will deliver it.
-        this.outgoing.delete(packetId)
+        this.#removeFlight(packetId)
         this.#inflight--
         completions.push({ _tag: "Published", packetId })
       } else if (this.config.onSessionLost === "fail") {
-        this.outgoing.delete(packetId)
+        this.#removeFlight(packetId)
         this.#inflight--
         completions.push({
           _tag: "Dropped",
@@ -494,13 +615,28 @@ export class SessionState {
   }
 
   /**
-   * Drops every pending operation (forced close, or a clean session the caller will not resume): their
-   * completions fail with `error`.
+   * Forgets a flight just started, as if it had never been (its store write failed, so it must not be sent).
    */
-  dropAll(error: MqttError.MqttError): ReadonlyArray<Completion> {
+  abandon(packetId: Packet.PacketId): void {
+    const flight = this.outgoing.get(packetId)
+    if (flight === undefined) return
+    this.outgoing.delete(packetId)
+    if (flight._tag === "Publish") {
+      this.#inflight--
+      if (!flight.sent) this.#unsent--
+    }
+    if (!flight.sent) this.#offline = this.#offline.filter((item) => item !== packetId)
+  }
+
+  /**
+   * Drops every pending operation (forced close, or a clean session the caller will not resume): their
+   * completions fail with `error`. With `keepStored`, a store keeps the flights, to resend them on the next run.
+   */
+  dropAll(error: MqttError.MqttError, keepStored = false): ReadonlyArray<Completion> {
     const completions: Array<Completion> = []
     for (const packetId of this.outgoing.keys()) completions.push({ _tag: "Dropped", packetId, error })
     this.outgoing.clear()
+    if (!keepStored) this.#journal?.push({ _tag: "ClearOutgoing" })
     this.#offline = []
     this.#offlineQos0 = 0
     this.#inflight = 0
