@@ -14,17 +14,21 @@
  * @since 0.1.0
  */
 import type * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import type * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
@@ -168,6 +172,12 @@ export interface Options extends ConnectOptions.ConnectOptions, Session.Options 
    * `clientId` and `cleanSession: false`.
    */
   readonly sessionStore?: SessionStore.SessionStore["Service"] | undefined
+  /**
+   * A span per publish (`mqtt.publish`, producer) and per delivered message (`mqtt.deliver`, consumer), with topic,
+   * QoS and packet id attributes. Default `false`: connect spans and metrics are always on, per-message spans cost
+   * about a microsecond each and are opt-in.
+   */
+  readonly tracing?: boolean | undefined
 }
 
 /**
@@ -272,6 +282,36 @@ const defaultReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedu
 const RESUBSCRIBE_BATCH = 100
 
 /**
+ * The client's metrics, updated without allocating effects on the message path. Names follow the OpenTelemetry
+ * messaging conventions where they exist.
+ *
+ * @since 0.1.0
+ */
+export const metrics = {
+  sent: [0, 1, 2].map((qos) =>
+    Metric.counter("mqtt_messages_sent", {
+      description: "publishes completed (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP)",
+      attributes: { qos: String(qos) },
+      incremental: true
+    })
+  ),
+  received: [0, 1, 2].map((qos) =>
+    Metric.counter("mqtt_messages_received", {
+      description: "messages delivered to the application",
+      attributes: { qos: String(qos) },
+      incremental: true
+    })
+  ),
+  inflight: Metric.gauge("mqtt_inflight", { description: "QoS 1 and 2 publishes awaiting acknowledgement" }),
+  buffered: Metric.gauge("mqtt_buffered", { description: "publishes queued while offline" }),
+  reconnects: Metric.counter("mqtt_reconnects", { description: "reconnect attempts", incremental: true }),
+  keepaliveRtt: Metric.histogram("mqtt_keepalive_rtt_ms", {
+    description: "PINGREQ to PINGRESP round trip, in milliseconds",
+    boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 12 })
+  })
+} as const
+
+/**
  * Builds a client from the Connection, Keepalive and Session services, in the current scope.
  *
  * @since 0.1.0
@@ -282,6 +322,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const keepalive = yield* Keepalive.Keepalive
     const session = yield* Session.Session
     const clientScope = yield* Effect.scope
+    const context = yield* Effect.context<never>()
+    const tracing = options.tracing === true
     const status = yield* SubscriptionRef.make<Status>({ _tag: "Connecting" })
     const events = yield* PubSub.sliding<Event>(1024)
     const resolved = connection.options
@@ -372,7 +414,9 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           for (let i = 0; i < packets.length; i++) {
             const packet = packets[i]!
             if (packet._tag === "Pingresp") {
-              emit({ _tag: "Pong", rttMillis: Math.max(0, link.lastReceivedAt() - pingSentAt) })
+              const rttMillis = Math.max(0, link.lastReceivedAt() - pingSentAt)
+              metrics.keepaliveRtt.updateUnsafe(rttMillis, context)
+              emit({ _tag: "Pong", rttMillis })
               continue
             }
             const step = session.handle(packet)
@@ -381,7 +425,10 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             // acknowledgement sent, so a crash cannot lose or repeat it.
             if (session.mustFlush(step)) yield* session.flush
             if (step.deliver !== undefined) {
-              const blocked = deliver(step.deliver)
+              const message = step.deliver
+              metrics.received[message.qos]!.updateUnsafe(1, context)
+              const blocked = deliver(message)
+              if (tracing) yield* deliverySpan(message)
               if (blocked !== undefined) {
                 readerPaused = true
                 yield* blocked
@@ -391,6 +438,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
             session.acknowledge(step)
           }
+          metrics.inflight.updateUnsafe(session.state.inflight, context)
+          metrics.buffered.updateUnsafe(session.state.buffered, context)
         }
       })
 
@@ -471,8 +520,32 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       const link = yield* Scope.provide(connection.connect, linkScope).pipe(
         Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
       )
+      yield* Effect.annotateCurrentSpan("messaging.mqtt.session_present", link.connack.sessionPresent)
       return { link, linkScope } as const
-    })
+    }).pipe(
+      Effect.withSpan("mqtt.connect", {
+        attributes: {
+          "messaging.system": "mqtt",
+          "server.address": resolved.host,
+          "server.port": resolved.port,
+          "messaging.client.id": resolved.clientId,
+          "network.transport": resolved.transport
+        }
+      })
+    )
+
+    const deliverySpan = (message: Message) =>
+      Effect.withSpan(Effect.void, "mqtt.deliver", {
+        kind: "consumer",
+        attributes: {
+          "messaging.system": "mqtt",
+          "messaging.destination.name": message.topic,
+          "messaging.mqtt.qos": message.qos,
+          "messaging.mqtt.packet_id": message.packetId ?? 0,
+          "messaging.mqtt.retain": message.retain,
+          "messaging.mqtt.dup": message.dup
+        }
+      })
 
     /**
      * Connects, retrying by the schedule; `after` is the error that ended the previous connection (the schedule is
@@ -493,6 +566,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             yield* setStatus({ _tag: "Reconnecting", attempt, error: failure })
             yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
             emit({ _tag: "Reconnecting", attempt })
+            metrics.reconnects.updateUnsafe(1, context)
+            yield* Effect.logDebug(`reconnecting to ${resolved.url} (attempt ${attempt}) after: ${failure.message}`)
           }
           const exit = yield* Effect.exit(connectOnce)
           if (Exit.isSuccess(exit)) return exit.value
@@ -559,9 +634,27 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       if (closing) return Effect.fail(closedError("publish"))
       const qos = input.qos ?? 0
       const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
-      return Effect.tap(
+      const published = Effect.tap(
         session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
-        (packetId) => Effect.sync(() => emit({ _tag: "Published", topic: input.topic, qos, packetId }))
+        (packetId) =>
+          Effect.sync(() => {
+            metrics.sent[qos]?.updateUnsafe(1, context)
+            emit({ _tag: "Published", topic: input.topic, qos, packetId })
+          })
+      )
+      if (!tracing) return published
+      return published.pipe(
+        Effect.tap((packetId) => Effect.annotateCurrentSpan("messaging.mqtt.packet_id", packetId ?? 0)),
+        Effect.withSpan("mqtt.publish", {
+          kind: "producer",
+          attributes: {
+            "messaging.system": "mqtt",
+            "messaging.destination.name": input.topic,
+            "messaging.mqtt.qos": qos,
+            "messaging.mqtt.retain": input.retain ?? false,
+            "messaging.message.body.size": payload.length
+          }
+        })
       )
     }
 
@@ -787,3 +880,118 @@ export const make = (options: Options): Effect.Effect<MqttClient["Service"], Mqt
     const context = yield* Layer.build(layer(options))
     return Context.get(context, MqttClient)
   })
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------------------------------
+
+/**
+ * The options read from configuration (environment variables by default): `MQTT_URL` (required), `MQTT_CLIENT_ID`,
+ * `MQTT_USERNAME`, `MQTT_PASSWORD` (kept `Redacted`), `MQTT_CLEAN_SESSION`, `MQTT_KEEPALIVE` (seconds),
+ * `MQTT_CONNECT_TIMEOUT` (a duration such as `10 seconds`). Missing or malformed values fail with `ConfigError`.
+ *
+ * @since 0.1.0
+ */
+export const config: Config.Config<Options> = Config.all({
+  url: Config.String("MQTT_URL"),
+  clientId: Config.option(Config.String("MQTT_CLIENT_ID")),
+  username: Config.option(Config.String("MQTT_USERNAME")),
+  password: Config.option(Config.Redacted("MQTT_PASSWORD")),
+  cleanSession: Config.option(Config.Boolean("MQTT_CLEAN_SESSION")),
+  keepalive: Config.option(Config.Int("MQTT_KEEPALIVE")),
+  connectTimeout: Config.option(Config.Duration("MQTT_CONNECT_TIMEOUT"))
+}).pipe(
+  Config.map((c): Options => ({
+    url: c.url,
+    ...(Option.isSome(c.clientId) ? { clientId: c.clientId.value } : {}),
+    ...(Option.isSome(c.username) ? { username: c.username.value } : {}),
+    ...(Option.isSome(c.password) ? { password: c.password.value } : {}),
+    ...(Option.isSome(c.cleanSession) ? { cleanSession: c.cleanSession.value } : {}),
+    ...(Option.isSome(c.keepalive) ? { keepalive: c.keepalive.value } : {}),
+    ...(Option.isSome(c.connectTimeout) ? { connectTimeout: c.connectTimeout.value } : {})
+  }))
+)
+
+/**
+ * The client layer with its options read from configuration (see `config`); `overrides` are applied on top.
+ *
+ * @since 0.1.0
+ */
+export const layerConfig = (
+  overrides: Partial<Options> = {}
+): Layer.Layer<MqttClient, MqttError.MqttError | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function*() {
+      const options = yield* config
+      return layer({ ...options, ...overrides })
+    })
+  )
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Schema payloads
+// ---------------------------------------------------------------------------------------------------------------------
+
+/**
+ * Publishes a value as JSON, encoded with `schema`. A value the schema cannot encode fails with `PayloadInvalid`
+ * before anything is sent.
+ *
+ * @since 0.1.0
+ */
+export const publishJson = <S extends Schema.Top>(
+  schema: S,
+  input: Omit<PublishInput, "payload"> & { readonly value: S["Type"] }
+): Effect.Effect<number | undefined, MqttError.MqttError, MqttClient | S["EncodingServices"]> =>
+  Effect.gen(function*() {
+    const client = yield* MqttClient
+    const json = yield* Schema.encodeEffect(Schema.fromJsonString(Schema.toCodecJson(schema)))(input.value).pipe(
+      Effect.mapError((error) =>
+        MqttError.make(new MqttError.PayloadInvalid({ topic: input.topic, direction: "encode", detail: error.message }))
+      )
+    )
+    return yield* client.publish({ ...input, payload: json })
+  })
+
+/**
+ * A message whose payload was decoded by a schema.
+ *
+ * @since 0.1.0
+ */
+export interface JsonMessage<A> {
+  readonly value: A
+  readonly message: Message
+}
+
+/**
+ * Subscribes and decodes each payload as JSON with `schema`. Each element is a `Result`: the decoded message, or
+ * `PayloadInvalid` naming the topic — one bad payload does not end the subscription. With `onInvalid: "fail"` the
+ * first bad payload fails the stream instead.
+ *
+ * @since 0.1.0
+ */
+export const subscribeJson = <S extends Schema.Top>(
+  filters: Filters,
+  schema: S,
+  options?: SubscribeOptions & { readonly onInvalid?: "emit" | "fail" | undefined }
+): Stream.Stream<
+  Result.Result<JsonMessage<S["Type"]>, MqttError.MqttError>,
+  MqttError.MqttError,
+  MqttClient | S["DecodingServices"]
+> => {
+  const decode = Schema.decodeUnknownEffect(Schema.fromJsonString(Schema.toCodecJson(schema)))
+  const text = new TextDecoder()
+  return Stream.unwrap(Effect.map(Effect.service(MqttClient), (client) => client.subscribe(filters, options))).pipe(
+    Stream.mapEffect((message) =>
+      decode(text.decode(message.payload)).pipe(
+        Effect.map((value): Result.Result<JsonMessage<S["Type"]>, MqttError.MqttError> =>
+          Result.succeed({ value, message })
+        ),
+        Effect.catch((error) => {
+          const invalid = MqttError.make(
+            new MqttError.PayloadInvalid({ topic: message.topic, direction: "decode", detail: error.message })
+          )
+          return options?.onInvalid === "fail" ? Effect.fail(invalid) : Effect.succeed(Result.fail(invalid))
+        })
+      )
+    )
+  )
+}

@@ -648,6 +648,31 @@ export class TlsVerificationFailed extends Schema.TaggedError<TlsVerificationFai
   }
 }
 
+/**
+ * A payload that its schema cannot encode (publishing) or decode (receiving): `publishJson` and `subscribeJson`.
+ * Not retryable: the same value fails the same way.
+ *
+ * @since 0.1.0
+ */
+export class PayloadInvalid extends Schema.TaggedError<PayloadInvalid>("effect-mqtt/MqttError/PayloadInvalid")(
+  "PayloadInvalid",
+  { topic: Schema.String, direction: Schema.Literals(["encode", "decode"]), detail: Schema.String }
+) {
+  readonly [ReasonTypeId] = ReasonTypeId
+  get code(): number {
+    return PahoCode.FAILURE
+  }
+  get pahoName(): PahoCodeName {
+    return "FAILURE"
+  }
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `payload on ${show(this.topic)} cannot be ${this.direction}d: ${this.detail}`
+  }
+}
+
 const causeText = (cause: unknown): string =>
   Predicate.hasProperty(cause, "message") && typeof cause.message === "string" ? cause.message : show(cause)
 
@@ -679,7 +704,8 @@ export const MqttErrorReason = Schema.Union([
   MalformedPacket,
   ProtocolViolation,
   TransportError,
-  TlsVerificationFailed
+  TlsVerificationFailed,
+  PayloadInvalid
 ])
 
 /** @since 0.1.0 */

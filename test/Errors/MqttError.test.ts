@@ -29,7 +29,8 @@ const reasons: ReadonlyArray<readonly [MqttError.MqttErrorReason, number, boolea
   [new MqttError.MalformedPacket({ detail: "PUBLISH with QoS 3" }), -1, true, "QoS 3"],
   [new MqttError.ProtocolViolation({ detail: "second CONNACK" }), -1, true, "second CONNACK"],
   [new MqttError.TransportError({ operation: "open", url: "mqtt://127.0.0.1:1", detail: "ECONNREFUSED" }), -1, true, "ECONNREFUSED"],
-  [new MqttError.TlsVerificationFailed({ url: "mqtts://x", tlsCode: "SELF_SIGNED_CERT_IN_CHAIN", detail: "x" }), -1, false, "SELF_SIGNED"]
+  [new MqttError.TlsVerificationFailed({ url: "mqtts://x", tlsCode: "SELF_SIGNED_CERT_IN_CHAIN", detail: "x" }), -1, false, "SELF_SIGNED"],
+  [new MqttError.PayloadInvalid({ topic: "t/json", direction: "decode", detail: "Expected number" }), -1, false, "t/json"]
 ]
 
 describe("MqttError", () => {
