@@ -43,3 +43,6 @@ export * as SessionState from "./Client/SessionState.ts"
 
 /** Durable session storage: in memory or in files, for crash recovery. @since 0.1.0 */
 export * as SessionStore from "./Client/SessionStore.ts"
+
+/** In-memory broker and client for users' tests. @since 0.1.0 */
+export * as MqttTest from "./Testing/MqttTest.ts"

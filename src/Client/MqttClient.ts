@@ -251,6 +251,15 @@ interface Subscriber {
 
 const encoder = new TextEncoder()
 
+/**
+ * The subscriptions a `Filters` argument asks for, one per filter at the highest QoS given for it (filters given
+ * without a QoS get `qos`). Shared by every implementation of the service.
+ *
+ * @since 0.1.0
+ */
+export const toSubscriptions = (filters: Filters, qos: Packet.QoS): Array<Packet.Subscription> =>
+  dedupe(normalize(filters, qos))
+
 const normalize = (filters: Filters, qos: Packet.QoS): Array<Packet.Subscription> => {
   if (typeof filters === "string") return [{ topicFilter: filters, qos }]
   if (Array.isArray(filters)) {
@@ -322,6 +331,9 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const keepalive = yield* Keepalive.Keepalive
     const session = yield* Session.Session
     const clientScope = yield* Effect.scope
+    // Links live in a scope of their own, forked before the graceful-disconnect finalizer is registered below.
+    // Finalizers run in reverse order, so closing the client disconnects a (re)connected link before cutting it.
+    const linksScope = yield* Scope.fork(clientScope)
     const context = yield* Effect.context<never>()
     const tracing = options.tracing === true
     const status = yield* SubscriptionRef.make<Status>({ _tag: "Connecting" })
@@ -516,7 +528,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
 
     const connectOnce = Effect.gen(function*() {
       // A child of the client's scope: no connection outlives the client, whatever is interrupted where.
-      const linkScope = yield* Scope.fork(clientScope)
+      const linkScope = yield* Scope.fork(linksScope)
       const link = yield* Scope.provide(connection.connect, linkScope).pipe(
         Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
       )
@@ -702,7 +714,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const subscription = (filters: Filters, options?: SubscribeOptions) =>
       Effect.gen(function*() {
         if (closing) return yield* Effect.fail(closedError("subscribe"))
-        const requested = dedupe(normalize(filters, options?.qos ?? 0))
+        const requested = toSubscriptions(filters, options?.qos ?? 0)
         if (requested.length === 0) {
           return yield* Effect.fail(
             MqttError.make(new MqttError.BadStructure({ field: "subscribe", value: 0, detail: "needs at least one topic filter [MQTT-3.8.3-3]" }))
