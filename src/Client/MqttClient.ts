@@ -128,6 +128,7 @@ export type Status =
  * - `Closed`: the client was closed.
  * - `Ping`, `Pong`: keepalive PINGREQ sent, PINGRESP received (`rttMillis`).
  * - `Published`: a publish completed (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP).
+ * - `Resubscribed`: after a reconnect without a session, the broker acknowledged the live filters again.
  *
  * @since 0.1.0
  */
@@ -140,6 +141,7 @@ export type Event =
   | { readonly _tag: "Ping" }
   | { readonly _tag: "Pong"; readonly rttMillis: number }
   | { readonly _tag: "Published"; readonly topic: string; readonly qos: Packet.QoS; readonly packetId: number | undefined }
+  | { readonly _tag: "Resubscribed"; readonly topicFilters: ReadonlyArray<string> }
 
 /**
  * Options of a client: the connection options, the session options, and reconnect.
@@ -153,6 +155,11 @@ export interface Options extends ConnectOptions.ConnectOptions, Session.Options 
    * Non-retryable errors (bad credentials, TLS verification, invalid options) stop reconnecting whatever it says.
    */
   readonly reconnect?: Schedule.Schedule<unknown, MqttError.MqttError> | false | undefined
+  /**
+   * Retry the first connection by `reconnect` too (default `true`). `false`: building the client fails at once
+   * when the broker cannot be reached, and only later drops are retried (CLIs, health checks).
+   */
+  readonly retryFirstConnect?: boolean | undefined
   /** How long closing the scope waits for in-flight acknowledgements before DISCONNECT (default 5 seconds). */
   readonly disconnectTimeout?: Duration.Input | undefined
   /**
@@ -337,7 +344,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const context = yield* Effect.context<never>()
     const tracing = options.tracing === true
     const status = yield* SubscriptionRef.make<Status>({ _tag: "Connecting" })
-    const events = yield* PubSub.sliding<Event>(1024)
+    // Created for the first `events` subscriber: most clients never listen, and a hub preallocates its buffer.
+    let events: PubSub.PubSub<Event> | undefined
     const resolved = connection.options
     const schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
     const keepaliveConfig: Keepalive.Config = {
@@ -371,7 +379,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
 
     const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
     const emit = (event: Event) => {
-      PubSub.publishUnsafe(events, event)
+      if (events !== undefined) PubSub.publishUnsafe(events, event)
     }
     const setStatus = (next: Status) => SubscriptionRef.set(status, next)
 
@@ -452,6 +460,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           }
           metrics.inflight.updateUnsafe(session.state.inflight, context)
           metrics.buffered.updateUnsafe(session.state.buffered, context)
+          // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
+          for (const subscriber of subscribers) Queue.flushUnsafe(subscriber.queue)
         }
       })
 
@@ -467,19 +477,28 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           .filter(([topicFilter]) => !pending.has(topicFilter))
           .map(([topicFilter, counts]) => ({ topicFilter, qos: highestQos(counts) }))
         if (all.length === 0) return
+        const batches: Array<Effect.Effect<void>> = []
         for (let i = 0; i < all.length; i += RESUBSCRIBE_BATCH) {
           const batch = all.slice(i, i + RESUBSCRIBE_BATCH)
-          yield* Effect.forkIn(
+          batches.push(
             session.subscribe(batch).pipe(
               Effect.flatMap((codes) =>
                 Effect.forEach(batch, (s, index) =>
                   codes[index] === 0x80 ? rejectFilter(s.topicFilter) : Effect.void, { discard: true })
               ),
               Effect.ignore
-            ),
-            clientScope
+            )
           )
         }
+        // Started at once, so the SUBSCRIBEs are queued before `Connected` is announced; `Resubscribed` follows
+        // the SUBACKs, when messages on those filters flow again.
+        yield* Effect.forkIn(
+          Effect.all(batches, { concurrency: "unbounded", discard: true }).pipe(
+            Effect.andThen(Effect.sync(() => emit({ _tag: "Resubscribed", topicFilters: all.map((s) => s.topicFilter) })))
+          ),
+          clientScope,
+          { startImmediately: true }
+        )
       })
 
     const rejectFilter = (topicFilter: string) =>
@@ -632,7 +651,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     }
 
     // The first connection happens while the client is built: its failure is the build's failure.
-    const first = yield* connectWithRetry(undefined).pipe(
+    const first = yield* (options.retryFirstConnect === false ? connectOnce : connectWithRetry(undefined)).pipe(
       Effect.tapError((error) => setStatus({ _tag: "Disconnected", error }))
     )
     yield* attach(first.link)
@@ -830,7 +849,15 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       messages,
       restored,
       status,
-      events: Stream.fromPubSub(events),
+      events: Stream.unwrap(
+        Effect.map(
+          Effect.suspend(() => (events !== undefined ? Effect.succeed(events) : PubSub.sliding<Event>(1024))),
+          (hub) => {
+            events = hub
+            return Stream.fromPubSub(hub)
+          }
+        )
+      ),
       isConnected: Effect.map(SubscriptionRef.get(status), (s) => s._tag === "Connected"),
       pendingCount: Effect.sync(() => session.pending()),
       disconnect

@@ -147,6 +147,33 @@ const encodePublish = (packet: Packet.Publish): Buffer => {
   return out
 }
 
+/**
+ * The bytes of a PUBLISH before its payload — fixed header, topic name, packet id — for writing a large payload as
+ * its own chunk, without copying it. Validates the whole packet like `encode`.
+ *
+ * @since 0.1.0
+ */
+export const encodePublishHead = (packet: Packet.Publish): Result.Result<Uint8Array, MqttError.MqttError> => {
+  const invalid = Validate.packet(packet)
+  if (invalid !== undefined) return Result.fail(invalid)
+  const topicLength = Buffer.byteLength(packet.topic)
+  const idLength = packet.qos > 0 ? 2 : 0
+  const remaining = 2 + topicLength + idLength + packet.payload.length
+  const headLength = 1 + varintLength(remaining) + 2 + topicLength + idLength
+  const out = Buffer.allocUnsafe(headLength)
+  out[0] = 0x30 | (packet.dup ? 0x08 : 0) | (packet.qos << 1) | (packet.retain ? 0x01 : 0)
+  let offset = writeVarint(out, 1, remaining)
+  out[offset] = topicLength >> 8
+  out[offset + 1] = topicLength & 0xff
+  offset += 2
+  offset += out.write(packet.topic, offset, "utf8")
+  if (packet.qos > 0) {
+    out[offset] = packet.packetId! >> 8
+    out[offset + 1] = packet.packetId! & 0xff
+  }
+  return Result.succeed(out)
+}
+
 /** PUBACK, PUBREC, PUBREL, PUBCOMP and UNSUBACK: a type byte, length 2 and the packet id ([MQTT-2.3.1-6]). */
 const encodeAck = (first: number, packetId: number): Buffer => {
   const out = Buffer.allocUnsafe(4)

@@ -26,6 +26,7 @@ import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
+import { Buffer } from "node:buffer"
 import * as Codec from "../Codec/Codec.ts"
 import type * as Packet from "../Codec/Packet.ts"
 import * as MqttError from "../Errors/MqttError.ts"
@@ -189,6 +190,7 @@ class Outbox {
   /** DISCONNECT queued: nothing more may be sent [MQTT-3.14.4-2]. */
   closed = false
   wake: (() => void) | undefined = undefined
+  #wakeScheduled = false
 
   offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
     if (this.failure !== undefined) return this.failure
@@ -197,22 +199,43 @@ class Outbox {
       // [MQTT-3.1.0-2]: CONNECT is sent once per connection, by `connect`.
       return protocolViolation("CONNECT may be sent only once per connection [MQTT-3.1.0-2]")
     }
-    const encoded = Codec.encode(packet)
-    if (Result.isFailure(encoded)) return encoded.failure
-    this.chunks.push(encoded.success)
-    if (packet._tag === "Disconnect") this.closed = true
-    const wake = this.wake
-    if (wake !== undefined) {
-      this.wake = undefined
-      wake()
+    if (packet._tag === "Publish" && packet.payload.length >= LARGE_CHUNK) {
+      // A large payload is written as its own chunk: never copied on the way out.
+      const head = Codec.encodePublishHead(packet)
+      if (Result.isFailure(head)) return head.failure
+      this.chunks.push(head.success, packet.payload)
+    } else {
+      const encoded = Codec.encode(packet)
+      if (Result.isFailure(encoded)) return encoded.failure
+      this.chunks.push(encoded.success)
     }
+    if (packet._tag === "Disconnect") this.closed = true
+    this.#scheduleWake()
     return undefined
   }
 
-  /** Takes the queued batch, or undefined when empty. */
+  /**
+   * Wakes the writer after the current synchronous run, not inside `offer`: a fiber resumes synchronously in Effect
+   * 4, so waking at once would write every packet on its own. Everything offered in one run (a read batch's
+   * acknowledgements, the publishes it lets through) goes out in one write.
+   */
+  #scheduleWake(): void {
+    if (this.wake === undefined || this.#wakeScheduled) return
+    this.#wakeScheduled = true
+    queueMicrotask(() => {
+      this.#wakeScheduled = false
+      const wake = this.wake
+      if (wake !== undefined) {
+        this.wake = undefined
+        wake()
+      }
+    })
+  }
+
+  /** Takes the queued batch, or undefined when empty; runs of small packets are joined into one buffer. */
   take(): { readonly chunks: NonEmptyReadonlyArray<Uint8Array>; readonly written: Deferred.Deferred<void, MqttError.MqttError> } | undefined {
     if (this.chunks.length === 0) return undefined
-    const batch = { chunks: this.chunks as unknown as NonEmptyReadonlyArray<Uint8Array>, written: this.written }
+    const batch = { chunks: coalesce(this.chunks), written: this.written }
     this.chunks = []
     this.written = Deferred.makeUnsafe()
     return batch
@@ -229,6 +252,34 @@ class Outbox {
       wake()
     }
   }
+}
+
+/** Payloads from this size on are written as their own chunk; smaller packets are joined. */
+const LARGE_CHUNK = 2048
+
+/** Joins runs of small chunks into one buffer (one copy, one write), keeping large chunks as they are. */
+const coalesce = (chunks: Array<Uint8Array>): NonEmptyReadonlyArray<Uint8Array> => {
+  if (chunks.length === 1) return chunks as unknown as NonEmptyReadonlyArray<Uint8Array>
+  const out: Array<Uint8Array> = []
+  let run: Array<Uint8Array> = []
+  let runBytes = 0
+  const flush = () => {
+    if (run.length === 1) out.push(run[0]!)
+    else if (run.length > 1) out.push(Buffer.concat(run, runBytes))
+    run = []
+    runBytes = 0
+  }
+  for (const chunk of chunks) {
+    if (chunk.length >= LARGE_CHUNK) {
+      flush()
+      out.push(chunk)
+    } else {
+      run.push(chunk)
+      runBytes += chunk.length
+    }
+  }
+  flush()
+  return out as unknown as NonEmptyReadonlyArray<Uint8Array>
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -340,6 +391,8 @@ export const connect = (
         if (batch === undefined) {
           if (outbox.failure !== undefined) return
           yield* Effect.callback<void>((resume) => {
+            // Something queued since `take` (the fiber may have yielded in between): no need to wait.
+            if (outbox.chunks.length > 0 || outbox.failure !== undefined) return resume(Effect.void)
             outbox.wake = () => resume(Effect.void)
             return Effect.sync(() => {
               outbox.wake = undefined
