@@ -4,8 +4,11 @@
  * `encode` validates an outgoing packet (`Validate.packet`) and serialises it; it never throws. `Decoder` turns a
  * byte stream split at arbitrary boundaries into packets. It frames packets itself — reading the fixed header and the
  * remaining length (§2.2.3) — so that a packet over `maximumPacketSize` is rejected from its header, before its body
- * is buffered, and each complete frame is handed to `mqtt-packet`'s parser alone. On top of that parser it enforces
- * what MQTT 3.1.1 requires of a receiver: reserved flag bits ([MQTT-2.2.2-1], [MQTT-2.2.2-2]), no QoS 3
+ * is buffered. Every packet a broker sends a client (PUBLISH, the acknowledgements, CONNACK, SUBACK, PINGRESP) is
+ * read and written here directly, for speed; `mqtt-packet` reads the packets only a server receives (CONNECT,
+ * SUBSCRIBE, UNSUBSCRIBE: fake brokers in tests) and writes CONNECT, SUBSCRIBE, UNSUBSCRIBE, CONNACK and SUBACK, and
+ * is the byte-for-byte reference the direct encoders are tested against. The decoder enforces what MQTT 3.1.1
+ * requires of a receiver: reserved flag bits ([MQTT-2.2.2-1], [MQTT-2.2.2-2]), no QoS 3
  * ([MQTT-3.3.1-4]), well-formed UTF-8 without U+0000 in topic names ([MQTT-1.5.3-1], [MQTT-1.5.3-2]), non-zero packet
  * ids ([MQTT-2.3.1-1]) and exact lengths for fixed-size packets. Any violation is a `MalformedPacket` error after
  * which the decoder is finished: the connection must be closed ([MQTT-4.8.0-1]).
@@ -291,7 +294,8 @@ export class Decoder {
   #parts: Array<Buffer> = []
   #partsLength = 0
   #frameLength = 0
-  readonly #parser: MqttPacket.Parser
+  /** mqtt-packet's parser, made on first use: a client only needs it for packets a server receives. */
+  #parser: MqttPacket.Parser | undefined = undefined
   #parsed: MqttPacket.Packet | undefined = undefined
   #parseError: Error | undefined = undefined
 
@@ -300,13 +304,6 @@ export class Decoder {
     this.maximumPacketSize = typeof maximum === "number" && Number.isFinite(maximum)
       ? Math.max(2, Math.min(MAX_PACKET_SIZE, Math.floor(maximum)))
       : MAX_PACKET_SIZE
-    this.#parser = MqttPacket.parser(protocolOptions)
-    this.#parser.on("packet", (packet) => {
-      this.#parsed = packet
-    })
-    this.#parser.on("error", (error) => {
-      this.#parseError = error
-    })
   }
 
   /** The failure that finished this decoder, if any. */
@@ -451,9 +448,42 @@ export class Decoder {
       case 14:
         packets.push(disconnect)
         return undefined
+      case 2: {
+        // §3.2.2: bits 7-1 of the acknowledge flags are reserved (0); return codes above 5 are reserved.
+        const flags = frame[headerLength]!
+        const returnCode = frame[headerLength + 1]!
+        if ((flags & 0xfe) !== 0) return malformed("CONNACK acknowledge flags bits 7-1 must be 0")
+        if (returnCode > 5) return malformed(`CONNACK return code ${returnCode} is reserved`)
+        packets.push({ _tag: "Connack", sessionPresent: (flags & 0x01) !== 0, returnCode })
+        return undefined
+      }
+      case 9: {
+        // §3.9: a packet id, then one return code per filter, each 0, 1, 2 or 0x80.
+        if (frame.length < headerLength + 3) return malformed("SUBACK without return codes")
+        const packetId = (frame[headerLength]! << 8) | frame[headerLength + 1]!
+        if (packetId === 0) return malformed(idProblem("SUBACK", packetId))
+        const returnCodes: Array<Packet.SubackReturnCode> = []
+        for (let i = headerLength + 2; i < frame.length; i++) {
+          const code = frame[i]!
+          if (code !== 0 && code !== 1 && code !== 2 && code !== 0x80) return malformed(`SUBACK return code ${code} is invalid`)
+          returnCodes.push(code)
+        }
+        packets.push({ _tag: "Suback", packetId, returnCodes })
+        return undefined
+      }
     }
     this.#parsed = undefined
     this.#parseError = undefined
+    if (this.#parser === undefined) {
+      const parser = MqttPacket.parser(protocolOptions)
+      parser.on("packet", (packet) => {
+        this.#parsed = packet
+      })
+      parser.on("error", (error) => {
+        this.#parseError = error
+      })
+      this.#parser = parser
+    }
     try {
       this.#parser.parse(frame)
     } catch (cause) {
@@ -580,23 +610,9 @@ const idProblem = (tag: string, id: number | undefined): string =>
 
 const asQos = (qos: number): Packet.QoS | undefined => (qos === 0 || qos === 1 || qos === 2 ? qos : undefined)
 
-/** Converts mqtt-packet's CONNECT, CONNACK, SUBSCRIBE, SUBACK and UNSUBSCRIBE to the model; a string names what is malformed. */
+/** Converts mqtt-packet's CONNECT, SUBSCRIBE and UNSUBSCRIBE to the model; a string names what is malformed. */
 const fromWire = (wire: MqttPacket.Packet): Packet.Packet | string => {
   switch (wire.cmd) {
-    case "connack": {
-      const returnCode = wire.returnCode ?? 0
-      if (returnCode > 5) return `CONNACK return code ${returnCode} is reserved`
-      return { _tag: "Connack", sessionPresent: wire.sessionPresent, returnCode }
-    }
-    case "suback": {
-      if (!validId(wire.messageId)) return idProblem("SUBACK", wire.messageId)
-      const returnCodes = wire.granted as ReadonlyArray<number>
-      if (returnCodes.length === 0) return "SUBACK without return codes"
-      for (const code of returnCodes) {
-        if (code !== 0 && code !== 1 && code !== 2 && code !== 0x80) return `SUBACK return code ${code} is invalid`
-      }
-      return { _tag: "Suback", packetId: wire.messageId, returnCodes: returnCodes as Array<Packet.SubackReturnCode> }
-    }
     case "connect": {
       // mqtt-packet reads a level of 0x80 + n as a "bridge" CONNECT of level n; MQTT 3.1.1 has no such thing.
       if (wire.protocolVersion !== 4 || wire.protocolId !== "MQTT" || (wire as { bridgeMode?: boolean }).bridgeMode === true) {
