@@ -665,13 +665,13 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       if (closing) return Effect.fail(closedError("publish"))
       const qos = input.qos ?? 0
       const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
-      const published = Effect.tap(
+      const published = Effect.map(
         session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
-        (packetId) =>
-          Effect.sync(() => {
-            metrics.sent[qos]?.updateUnsafe(1, context)
-            emit({ _tag: "Published", topic: input.topic, qos, packetId })
-          })
+        (packetId) => {
+          metrics.sent[qos]?.updateUnsafe(1, context)
+          emit({ _tag: "Published", topic: input.topic, qos, packetId })
+          return packetId
+        }
       )
       if (!tracing) return published
       return published.pipe(
