@@ -35,13 +35,13 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type * as Packet from "../Codec/Packet.ts"
 import * as Topic from "../Codec/Topic.ts"
-import * as Validate from "../Codec/Validate.ts"
 import * as ConnectOptions from "../Connection/ConnectOptions.ts"
 import * as Connection from "../Connection/Connection.ts"
 import * as Keepalive from "../Connection/Keepalive.ts"
 import * as NodeTransport from "../Connection/NodeTransport.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as Session from "./Session.ts"
+import * as SessionState from "./SessionState.ts"
 import * as SessionStore from "./SessionStore.ts"
 
 /**
@@ -734,15 +734,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       Effect.gen(function*() {
         if (closing) return yield* Effect.fail(closedError("subscribe"))
         const requested = toSubscriptions(filters, options?.qos ?? 0)
-        if (requested.length === 0) {
-          return yield* Effect.fail(
-            MqttError.make(new MqttError.BadStructure({ field: "subscribe", value: 0, detail: "needs at least one topic filter [MQTT-3.8.3-3]" }))
-          )
-        }
-        for (const s of requested) {
-          const invalid = Topic.validateTopicFilter(s.topicFilter) ?? Validate.qos(s.qos, `subscribe ${s.topicFilter}`)
-          if (invalid !== undefined) return yield* Effect.fail(invalid)
-        }
+        const invalid = SessionState.validateSubscriptions(requested)
+        if (invalid !== undefined) return yield* Effect.fail(invalid)
         const queue = yield* makeQueue(options)
         const subscriber: Subscriber = {
           filters: requested.map((s) => s.topicFilter),

@@ -201,7 +201,15 @@ const payloadError = (payload: unknown) =>
 const emptyError = (field: string) =>
   MqttError.make(new MqttError.BadStructure({ field, value: 0, detail: "needs at least one topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]" }))
 
-const validateSubscriptions = (subscriptions: ReadonlyArray<Packet.Subscription>): MqttError.MqttError | undefined => {
+/**
+ * Checks the subscriptions of a SUBSCRIBE before anything is allocated or sent: at least one [MQTT-3.8.3-3], each
+ * filter valid [MQTT-4.7.1-2] [MQTT-4.7.1-3], each QoS 0..2.
+ *
+ * @since 0.1.0
+ */
+export const validateSubscriptions = (
+  subscriptions: ReadonlyArray<Packet.Subscription>
+): MqttError.MqttError | undefined => {
   if (subscriptions.length === 0) return emptyError("subscribe")
   for (const s of subscriptions) {
     const invalid = Topic.validateTopicFilter(s.topicFilter) ?? Validate.qos(s.qos, `subscribe ${s.topicFilter}`)

@@ -39,6 +39,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as MqttClient from "../Client/MqttClient.ts"
+import * as SessionState from "../Client/SessionState.ts"
 import type * as Packet from "../Codec/Packet.ts"
 import * as Topic from "../Codec/Topic.ts"
 import * as Validate from "../Codec/Validate.ts"
@@ -1020,21 +1021,8 @@ export const makeClient = (
       Effect.gen(function*() {
         if (closing || offlineError !== undefined) return yield* Effect.fail(closedError("subscribe"))
         const requested = MqttClient.toSubscriptions(filters, subscribeOptions?.qos ?? 0)
-        if (requested.length === 0) {
-          return yield* Effect.fail(
-            MqttError.make(
-              new MqttError.BadStructure({
-                field: "subscribe",
-                value: 0,
-                detail: "needs at least one topic filter [MQTT-3.8.3-3]"
-              })
-            )
-          )
-        }
-        for (const s of requested) {
-          const invalid = Topic.validateTopicFilter(s.topicFilter) ?? Validate.qos(s.qos, `subscribe ${s.topicFilter}`)
-          if (invalid !== undefined) return yield* Effect.fail(invalid)
-        }
+        const invalid = SessionState.validateSubscriptions(requested)
+        if (invalid !== undefined) return yield* Effect.fail(invalid)
         const queue = yield* makeQueue(subscribeOptions)
         const subscriber: Subscriber = {
           filters: requested.map((s) => s.topicFilter),
