@@ -429,6 +429,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
 
     const readLoop = (link: Connection.Link): Effect.Effect<never, MqttError.MqttError> =>
       Effect.gen(function*() {
+        const received = [0, 0, 0]
         while (true) {
           const packets = yield* link.pull
           for (let i = 0; i < packets.length; i++) {
@@ -446,7 +447,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             if (session.mustFlush(step)) yield* session.flush
             if (step.deliver !== undefined) {
               const message = step.deliver
-              metrics.received[message.qos]!.updateUnsafe(1, context)
+              received[message.qos]++
               const blocked = deliver(message)
               if (tracing) yield* deliverySpan(message)
               if (blocked !== undefined) {
@@ -457,6 +458,13 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             }
             // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
             session.acknowledge(step)
+          }
+          // Metrics once per batch: a metric update looks its state up in the context.
+          for (let qos = 0; qos < 3; qos++) {
+            if (received[qos]! > 0) {
+              metrics.received[qos]!.updateUnsafe(received[qos]!, context)
+              received[qos] = 0
+            }
           }
           metrics.inflight.updateUnsafe(session.state.inflight, context)
           metrics.buffered.updateUnsafe(session.state.buffered, context)
@@ -889,8 +897,13 @@ export const layerSocket = (options: Options): Layer.Layer<MqttClient, MqttError
     ])
   )
 
+/** Random bytes are only needed to generate a client id. */
+const noRandom = new Uint8Array(6)
+
 const resolve = (options: Options) =>
-  Effect.fromResult(ConnectOptions.resolve(options, crypto.getRandomValues(new Uint8Array(6))))
+  Effect.fromResult(
+    ConnectOptions.resolve(options, options.clientId === undefined ? crypto.getRandomValues(new Uint8Array(6)) : noRandom)
+  )
 
 /**
  * The client for a broker URL over the Node transport it selects; connects on build.

@@ -82,6 +82,9 @@ const errorText = (cause: unknown): string => {
   return typeof code === "string" && !text.includes(code) ? `${code}: ${text}` : text
 }
 
+/** Random bytes are only needed to generate a client id. */
+const noRandom = new Uint8Array(6)
+
 const warnUnverified = (resolved: ConnectOptions.Resolved) =>
   resolved.tls?.verify === "none"
     ? Effect.logWarning(`TLS certificate verification is off for ${resolved.url} (tls.verify: "none")`)
@@ -135,7 +138,7 @@ export const layerConnection = (
 ): Layer.Layer<Connection.Connection, MqttError.MqttError> =>
   Layer.effect(Connection.Connection)(
     Effect.gen(function*() {
-      const resolved = yield* Effect.fromResult(ConnectOptions.resolve(options, Crypto.getRandomValues(new Uint8Array(6))))
+      const resolved = yield* Effect.fromResult(ConnectOptions.resolve(options, options.clientId === undefined ? Crypto.getRandomValues(new Uint8Array(6)) : noRandom))
       const socket = yield* make(resolved)
       return Connection.make(socket, resolved)
     })
