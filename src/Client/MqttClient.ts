@@ -13,7 +13,6 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -34,12 +33,12 @@ import type * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type * as Packet from "../Codec/Packet.ts"
-import * as Topic from "../Codec/Topic.ts"
 import * as ConnectOptions from "../Connection/ConnectOptions.ts"
 import * as Connection from "../Connection/Connection.ts"
 import * as Keepalive from "../Connection/Keepalive.ts"
 import * as NodeTransport from "../Connection/NodeTransport.ts"
 import * as MqttError from "../Errors/MqttError.ts"
+import * as LocalSubscriptions from "./LocalSubscriptions.ts"
 import * as Session from "./Session.ts"
 import * as SessionState from "./SessionState.ts"
 import * as SessionStore from "./SessionStore.ts"
@@ -246,16 +245,6 @@ export class MqttClient extends Context.Service<MqttClient, {
 // Local subscriptions
 // ---------------------------------------------------------------------------------------------------------------------
 
-interface Subscriber {
-  /** Topic filters of this stream; `undefined` receives every message (`messages`). */
-  readonly filters: ReadonlyArray<string> | undefined
-  /** The filters with the QoS this stream asked for (and the broker did not refuse). */
-  requested: ReadonlyArray<Packet.Subscription>
-  readonly unsubscribeOnEnd: boolean
-  readonly queue: Queue.Queue<Message, MqttError.MqttError | Cause.Done>
-  readonly suspend: boolean
-}
-
 const encoder = new TextEncoder()
 
 /**
@@ -354,23 +343,15 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       isPaused: () => readerPaused
     }
 
-    const subscribers = new Set<Subscriber>()
+    const unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
+    const local = new LocalSubscriptions.LocalSubscriptions(
+      options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000)
+    )
     /**
      * UNSUBSCRIBEs of filters whose last stream ended, until UNSUBACK. A new SUBSCRIBE for such a filter waits for
      * it: brokers may process the two concurrently (Aedes does), and the UNSUBSCRIBE must not win.
      */
     const unsubscribing = new Map<string, Fiber.Fiber<void>>()
-    const unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
-    const unclaimedLimit = Math.max(0, options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000))
-    /** Messages no stream matched, oldest first (see `unclaimedBufferSize`). */
-    let unclaimed: Array<Message> = []
-    /**
-     * Filters subscribed at the broker, with how many live streams asked for each QoS. The broker holds one QoS per
-     * filter, the last one subscribed, so the client always subscribes at the highest any live stream asked for.
-     */
-    const active = new Map<string, [number, number, number]>()
-    const highestQos = (counts: readonly [number, number, number]): Packet.QoS =>
-      counts[2] > 0 ? 2 : counts[1] > 0 ? 1 : 0
     let closing = false
     let currentLink: Connection.Link | undefined
     let currentLinkScope: Scope.Closeable | undefined
@@ -382,48 +363,6 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       if (events !== undefined) PubSub.publishUnsafe(events, event)
     }
     const setStatus = (next: Status) => SubscriptionRef.set(status, next)
-
-    // ----- delivery --------------------------------------------------------------------------------------------------
-
-    /** Offers a message to every matching stream; returns an effect to wait on when a suspending buffer is full. */
-    const deliver = (message: Message): Effect.Effect<void> | undefined => {
-      let blocked: Array<Effect.Effect<boolean>> | undefined
-      let claimed = false
-      for (const subscriber of subscribers) {
-        const filters = subscriber.filters
-        if (filters !== undefined) {
-          let matched = false
-          for (let i = 0; i < filters.length; i++) {
-            if (Topic.matches(filters[i]!, message.topic)) {
-              matched = true
-              break
-            }
-          }
-          if (!matched) continue
-        }
-        claimed = true
-        if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
-          ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
-        }
-      }
-      if (!claimed && unclaimedLimit > 0) {
-        if (unclaimed.length >= unclaimedLimit) unclaimed.shift()
-        unclaimed.push(message)
-      }
-      return blocked === undefined ? undefined : Effect.asVoid(Effect.all(blocked))
-    }
-
-    /** Hands a new stream the unclaimed messages it matches, oldest first, as far as its buffer allows. */
-    const claim = (subscriber: Subscriber) => {
-      if (unclaimed.length === 0) return
-      const rest: Array<Message> = []
-      for (const message of unclaimed) {
-        const matches = subscriber.filters === undefined ||
-          subscriber.filters.some((filter) => Topic.matches(filter, message.topic))
-        if (!matches || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
-      }
-      unclaimed = rest
-    }
 
     // ----- one connection ------------------------------------------------------------------------------------------
 
@@ -448,7 +387,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             if (step.deliver !== undefined) {
               const message = step.deliver
               received[message.qos]++
-              const blocked = deliver(message)
+              const blocked = local.deliver(message)
               if (tracing) yield* deliverySpan(message)
               if (blocked !== undefined) {
                 readerPaused = true
@@ -469,21 +408,19 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           metrics.inflight.updateUnsafe(session.state.inflight, context)
           metrics.buffered.updateUnsafe(session.state.buffered, context)
           // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
-          for (const subscriber of subscribers) Queue.flushUnsafe(subscriber.queue)
+          local.flush()
         }
       })
 
     const resubscribe = (link: Connection.Link) =>
       Effect.gen(function*() {
-        if (link.connack.sessionPresent || active.size === 0) return
+        if (link.connack.sessionPresent || local.active.size === 0) return
         // A SUBSCRIBE still pending in the session is resent by the resume: not subscribed twice.
         const pending = new Set<string>()
         for (const flight of session.state.outgoing.values()) {
           if (flight._tag === "Subscribe") for (const s of flight.packet.subscriptions) pending.add(s.topicFilter)
         }
-        const all = [...active]
-          .filter(([topicFilter]) => !pending.has(topicFilter))
-          .map(([topicFilter, counts]) => ({ topicFilter, qos: highestQos(counts) }))
+        const all = local.resubscriptions().filter((s) => !pending.has(s.topicFilter))
         if (all.length === 0) return
         const batches: Array<Effect.Effect<void>> = []
         for (let i = 0; i < all.length; i += RESUBSCRIBE_BATCH) {
@@ -512,8 +449,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const rejectFilter = (topicFilter: string) =>
       Effect.gen(function*() {
         const error = MqttError.make(new MqttError.SubscribeRejected({ topicFilter }))
-        active.delete(topicFilter)
-        for (const subscriber of subscribers) {
+        local.active.delete(topicFilter)
+        for (const subscriber of local.subscribers) {
           if (subscriber.filters?.includes(topicFilter)) yield* Queue.fail(subscriber.queue, error)
         }
       })
@@ -638,7 +575,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             emit({ _tag: "Offline", error: final })
             yield* setStatus({ _tag: "Disconnected", error: final })
             yield* session.dropAll(final)
-            for (const subscriber of subscribers) yield* Queue.fail(subscriber.queue, final)
+            for (const subscriber of local.subscribers) yield* Queue.fail(subscriber.queue, final)
             return
           }
           current = next.value
@@ -697,46 +634,21 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       )
     }
 
-    const release = (subscriber: Subscriber) =>
+    const release = (subscriber: LocalSubscriptions.Subscriber) =>
       Effect.gen(function*() {
-        subscribers.delete(subscriber)
+        const unused = local.remove(subscriber)
         yield* Queue.end(subscriber.queue)
-        if (subscriber.filters === undefined || closing) return
-        const unused: Array<string> = []
-        for (const { topicFilter, qos } of subscriber.requested) {
-          const counts = active.get(topicFilter)
-          if (counts === undefined) continue
-          counts[qos] = Math.max(0, counts[qos] - 1)
-          if (counts[0] + counts[1] + counts[2] === 0) {
-            active.delete(topicFilter)
-            unused.push(topicFilter)
-          }
-        }
+        if (closing || unused.length === 0 || !subscriber.unsubscribeOnEnd) return
         // UNSUBSCRIBE is queued now, so that a SUBSCRIBE for the same filter made next goes out after it; its
         // answer is awaited in the background: a stream's end never waits for the broker.
-        if (unused.length > 0 && subscriber.unsubscribeOnEnd) {
-          const fiber = yield* Effect.forkIn(Effect.ignore(session.unsubscribe(unused)), clientScope, {
-            startImmediately: true
-          })
-          for (const filter of unused) unsubscribing.set(filter, fiber)
-          fiber.addObserver(() => {
-            for (const filter of unused) if (unsubscribing.get(filter) === fiber) unsubscribing.delete(filter)
-          })
-        }
+        const fiber = yield* Effect.forkIn(Effect.ignore(session.unsubscribe(unused)), clientScope, {
+          startImmediately: true
+        })
+        for (const filter of unused) unsubscribing.set(filter, fiber)
+        fiber.addObserver(() => {
+          for (const filter of unused) if (unsubscribing.get(filter) === fiber) unsubscribing.delete(filter)
+        })
       })
-
-    const makeQueue = (options: SubscribeOptions | undefined) => {
-      const size = options?.bufferSize ?? 1024
-      const capacity = Number.isInteger(size) && size > 0 ? size : 1024
-      switch (options?.strategy) {
-        case "dropping":
-          return Queue.dropping<Message, MqttError.MqttError | Cause.Done>(capacity)
-        case "sliding":
-          return Queue.sliding<Message, MqttError.MqttError | Cause.Done>(capacity)
-        default:
-          return Queue.bounded<Message, MqttError.MqttError | Cause.Done>(capacity)
-      }
-    }
 
     const subscription = (filters: Filters, options?: SubscribeOptions) =>
       Effect.gen(function*() {
@@ -744,23 +656,12 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         const requested = toSubscriptions(filters, options?.qos ?? 0)
         const invalid = SessionState.validateSubscriptions(requested)
         if (invalid !== undefined) return yield* Effect.fail(invalid)
-        const queue = yield* makeQueue(options)
-        const subscriber: Subscriber = {
-          filters: requested.map((s) => s.topicFilter),
+        const subscriber = yield* LocalSubscriptions.makeSubscriber(
           requested,
-          unsubscribeOnEnd: options?.unsubscribeOnEnd ?? unsubscribeOnEnd,
-          queue,
-          suspend: options?.strategy === undefined || options.strategy === "suspend"
-        }
-        // Registered before SUBSCRIBE goes out: retained messages can follow SUBACK in the same read.
-        subscribers.add(subscriber)
-        claim(subscriber)
-        const effective = requested.map(({ topicFilter, qos }) => {
-          const counts = active.get(topicFilter) ?? [0, 0, 0]
-          counts[qos]++
-          active.set(topicFilter, counts)
-          return { topicFilter, qos: highestQos(counts) }
-        })
+          options,
+          options?.unsubscribeOnEnd ?? unsubscribeOnEnd
+        )
+        const effective = local.add(subscriber)
         yield* Effect.addFinalizer(() => release(subscriber))
         for (const { topicFilter } of requested) {
           const pending = unsubscribing.get(topicFilter)
@@ -774,35 +675,21 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           const topicFilter = requested[i]!.topicFilter
           if (code === 0x80 || code === undefined) {
             // Not subscribed at the broker: nothing to UNSUBSCRIBE for this filter when the stream is released.
-            const counts = active.get(topicFilter)
-            const qos = requested[i]!.qos
-            if (counts !== undefined) {
-              counts[qos] = Math.max(0, counts[qos] - 1)
-              if (counts[0] + counts[1] + counts[2] === 0) active.delete(topicFilter)
-            }
-            subscriber.requested = subscriber.requested.filter((s) => s.topicFilter !== topicFilter)
+            local.refused(subscriber, topicFilter, requested[i]!.qos)
             return yield* Effect.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
           }
           granted.push({ topicFilter, qos: code })
         }
-        return { granted, messages: Stream.fromQueue(queue) } satisfies Subscription
+        return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies Subscription
       })
 
     const messages = (options?: Omit<SubscribeOptions, "qos">) =>
       Stream.unwrap(
         Effect.gen(function*() {
-          const queue = yield* makeQueue(options)
-          const subscriber: Subscriber = {
-            filters: undefined,
-            requested: [],
-            unsubscribeOnEnd: false,
-            queue,
-            suspend: options?.strategy === undefined || options.strategy === "suspend"
-          }
-          subscribers.add(subscriber)
-          claim(subscriber)
+          const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, options, false)
+          local.add(subscriber)
           yield* Effect.addFinalizer(() => release(subscriber))
-          return Stream.fromQueue(queue)
+          return Stream.fromQueue(subscriber.queue)
         })
       )
 
@@ -810,7 +697,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       Effect.suspend(() => {
         if (closing) return Effect.fail(closedError("unsubscribe"))
         const list = typeof filters === "string" ? [filters] : filters
-        for (const filter of list) active.delete(filter)
+        for (const filter of list) local.active.delete(filter)
         return session.unsubscribe(list)
       })
 
@@ -832,7 +719,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         )
         // Completions not yet stored (a store keeps what is still unacknowledged, for the next run).
         yield* session.flush.pipe(Effect.catch((error) => Effect.logWarning(`session store: ${error.message}`)))
-        for (const subscriber of subscribers) yield* Queue.end(subscriber.queue)
+        for (const subscriber of local.subscribers) yield* Queue.end(subscriber.queue)
         emit({ _tag: "Closed" })
         yield* setStatus({ _tag: "Closed" })
       }).pipe(Effect.uninterruptible)

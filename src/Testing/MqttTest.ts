@@ -24,7 +24,6 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -38,6 +37,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as LocalSubscriptions from "../Client/LocalSubscriptions.ts"
 import * as MqttClient from "../Client/MqttClient.ts"
 import * as SessionState from "../Client/SessionState.ts"
 import type * as Packet from "../Codec/Packet.ts"
@@ -626,16 +626,6 @@ const makeBrokerUnsafe = (options: BrokerOptions): Broker["Service"] => {
 // Client
 // ---------------------------------------------------------------------------------------------------------------------
 
-interface Subscriber {
-  /** Topic filters of this stream; `undefined` receives every message (`messages`). */
-  readonly filters: ReadonlyArray<string> | undefined
-  /** The filters with the QoS this stream asked for (and the broker did not refuse). */
-  requested: ReadonlyArray<Packet.Subscription>
-  readonly unsubscribeOnEnd: boolean
-  readonly queue: Queue.Queue<MqttClient.Message, MqttError.MqttError | Cause.Done>
-  readonly suspend: boolean
-}
-
 /** An operation made while disconnected, done in order when the client connects again. */
 interface OfflineOperation {
   readonly publish: boolean
@@ -649,9 +639,6 @@ interface OfflineOperation {
 const defaultReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedule.exponential("1 second").pipe(
   Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30))))
 )
-
-const highestQos = (counts: readonly [number, number, number]): Packet.QoS =>
-  counts[2] > 0 ? 2 : counts[1] > 0 ? 1 : 0
 
 /**
  * A client of an in-memory broker, in the current scope: connects at once (failing like the real client: invalid
@@ -684,12 +671,9 @@ export const makeClient = (
     const maxBuffered = options.maxBufferedMessages ?? 65535
     const bufferQos0 = options.bufferQos0 ?? false
     const unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
-    const unclaimedLimit = Math.max(0, options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000))
-
-    const subscribers = new Set<Subscriber>()
-    /** Filters subscribed at the broker, with how many live streams asked for each QoS (as the real client). */
-    const active = new Map<string, [number, number, number]>()
-    let unclaimed: Array<MqttClient.Message> = []
+    const local = new LocalSubscriptions.LocalSubscriptions(
+      options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000)
+    )
     let offline: Array<OfflineOperation> = []
     let link: Link | undefined
     let closing = false
@@ -715,37 +699,6 @@ export const makeClient = (
 
     // ----- delivery --------------------------------------------------------------------------------------------------
 
-    /** Offers a message to every matching stream; returns an effect to wait on when a suspending buffer is full. */
-    const deliver = (message: MqttClient.Message): Effect.Effect<void> | undefined => {
-      let waits: Array<Effect.Effect<boolean>> | undefined
-      let claimed = false
-      for (const subscriber of subscribers) {
-        const filters = subscriber.filters
-        if (filters !== undefined && !filters.some((filter) => Topic.matches(filter, message.topic))) continue
-        claimed = true
-        if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
-          ;(waits ??= []).push(Queue.offer(subscriber.queue, message))
-        }
-      }
-      if (!claimed && unclaimedLimit > 0) {
-        if (unclaimed.length >= unclaimedLimit) unclaimed.shift()
-        unclaimed.push(message)
-      }
-      return waits === undefined ? undefined : Effect.asVoid(Effect.all(waits))
-    }
-
-    /** Hands a new stream the unclaimed messages it matches, oldest first, as far as its buffer allows. */
-    const claim = (subscriber: Subscriber) => {
-      if (unclaimed.length === 0) return
-      const rest: Array<MqttClient.Message> = []
-      for (const message of unclaimed) {
-        const matches = subscriber.filters === undefined ||
-          subscriber.filters.some((filter) => Topic.matches(filter, message.topic))
-        if (!matches || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
-      }
-      unclaimed = rest
-    }
-
     /**
      * Takes what the broker sent, synchronously, until a suspending buffer is full; the reader fiber then waits for
      * room and carries on. A message is taken (acknowledged) before it is delivered, so it is delivered exactly once.
@@ -755,7 +708,7 @@ export const makeClient = (
       if (current === undefined || blocked !== undefined) return
       const outbox = current.outbox
       while (outbox.length > 0) {
-        const wait = deliver(outbox.shift()!)
+        const wait = local.deliver(outbox.shift()!)
         if (wait !== undefined) {
           blocked = wait
           Queue.offerUnsafe(readerWake, undefined)
@@ -780,8 +733,8 @@ export const makeClient = (
     const rejectFilter = (topicFilter: string) =>
       Effect.gen(function*() {
         const error = MqttError.make(new MqttError.SubscribeRejected({ topicFilter }))
-        active.delete(topicFilter)
-        for (const subscriber of subscribers) {
+        local.active.delete(topicFilter)
+        for (const subscriber of local.subscribers) {
           if (subscriber.filters?.includes(topicFilter)) yield* Queue.fail(subscriber.queue, error)
         }
       })
@@ -819,10 +772,8 @@ export const makeClient = (
           for (const filter of operation.filters) pendingFilters.add(filter)
           operation.run(established)
         }
-        if (!established.sessionPresent && active.size > 0) {
-          const again = [...active]
-            .filter(([topicFilter]) => !pendingFilters.has(topicFilter))
-            .map(([topicFilter, counts]) => ({ topicFilter, qos: highestQos(counts) }))
+        if (!established.sessionPresent && local.active.size > 0) {
+          const again = local.resubscriptions().filter((s) => !pendingFilters.has(s.topicFilter))
           if (again.length > 0) {
             const codes = established.subscribe(again)
             for (let i = 0; i < again.length; i++) if (codes[i] === 0x80) yield* rejectFilter(again[i]!.topicFilter)
@@ -840,7 +791,7 @@ export const makeClient = (
         const operations = offline
         offline = []
         for (const operation of operations) operation.fail(error)
-        for (const subscriber of subscribers) yield* Queue.fail(subscriber.queue, error)
+        for (const subscriber of local.subscribers) yield* Queue.fail(subscriber.queue, error)
       })
 
     /** The broker closed `dropped` (run by whoever closed it: the status is up to date when `crash` returns). */
@@ -982,40 +933,16 @@ export const makeClient = (
         return Effect.void
       })
 
-    const release = (subscriber: Subscriber) =>
+    const release = (subscriber: LocalSubscriptions.Subscriber) =>
       Effect.gen(function*() {
-        subscribers.delete(subscriber)
+        const unused = local.remove(subscriber)
         yield* Queue.end(subscriber.queue)
-        if (subscriber.filters === undefined || closing) return
-        const unused: Array<string> = []
-        for (const { topicFilter, qos } of subscriber.requested) {
-          const counts = active.get(topicFilter)
-          if (counts === undefined) continue
-          counts[qos] = Math.max(0, counts[qos] - 1)
-          if (counts[0] + counts[1] + counts[2] === 0) {
-            active.delete(topicFilter)
-            unused.push(topicFilter)
-          }
-        }
-        if (unused.length === 0 || !subscriber.unsubscribeOnEnd) return
+        if (closing || unused.length === 0 || !subscriber.unsubscribeOnEnd) return
         // A stream's end never waits for the broker: offline, the UNSUBSCRIBE is queued in the background.
         const current = link
         if (current !== undefined) current.unsubscribe(unused)
         else yield* Effect.forkIn(Effect.ignore(unsubscribeAtBroker(unused)), clientScope, { startImmediately: true })
       })
-
-    const makeQueue = (subscribeOptions: MqttClient.SubscribeOptions | undefined) => {
-      const size = subscribeOptions?.bufferSize ?? 1024
-      const capacity = Number.isInteger(size) && size > 0 ? size : 1024
-      switch (subscribeOptions?.strategy) {
-        case "dropping":
-          return Queue.dropping<MqttClient.Message, MqttError.MqttError | Cause.Done>(capacity)
-        case "sliding":
-          return Queue.sliding<MqttClient.Message, MqttError.MqttError | Cause.Done>(capacity)
-        default:
-          return Queue.bounded<MqttClient.Message, MqttError.MqttError | Cause.Done>(capacity)
-      }
-    }
 
     const subscription = (filters: MqttClient.Filters, subscribeOptions?: MqttClient.SubscribeOptions) =>
       Effect.gen(function*() {
@@ -1023,23 +950,13 @@ export const makeClient = (
         const requested = MqttClient.toSubscriptions(filters, subscribeOptions?.qos ?? 0)
         const invalid = SessionState.validateSubscriptions(requested)
         if (invalid !== undefined) return yield* Effect.fail(invalid)
-        const queue = yield* makeQueue(subscribeOptions)
-        const subscriber: Subscriber = {
-          filters: requested.map((s) => s.topicFilter),
+        const subscriber = yield* LocalSubscriptions.makeSubscriber(
           requested,
-          unsubscribeOnEnd: subscribeOptions?.unsubscribeOnEnd ?? unsubscribeOnEnd,
-          queue,
-          suspend: subscribeOptions?.strategy === undefined || subscribeOptions.strategy === "suspend"
-        }
+          subscribeOptions,
+          subscribeOptions?.unsubscribeOnEnd ?? unsubscribeOnEnd
+        )
         // Registered before SUBSCRIBE: the retained messages are delivered with the SUBACK.
-        subscribers.add(subscriber)
-        claim(subscriber)
-        const effective = requested.map(({ topicFilter, qos }) => {
-          const counts = active.get(topicFilter) ?? [0, 0, 0]
-          counts[qos]++
-          active.set(topicFilter, counts)
-          return { topicFilter, qos: highestQos(counts) }
-        })
+        const effective = local.add(subscriber)
         yield* Effect.addFinalizer(() => release(subscriber))
         const codes = yield* subscribeAtBroker(effective)
         const granted: Array<Packet.Subscription> = []
@@ -1048,34 +965,21 @@ export const makeClient = (
           const { topicFilter, qos } = requested[i]!
           if (code === 0x80 || code === undefined) {
             // Not subscribed at the broker: nothing to UNSUBSCRIBE for this filter when the stream is released.
-            const counts = active.get(topicFilter)
-            if (counts !== undefined) {
-              counts[qos] = Math.max(0, counts[qos] - 1)
-              if (counts[0] + counts[1] + counts[2] === 0) active.delete(topicFilter)
-            }
-            subscriber.requested = subscriber.requested.filter((s) => s.topicFilter !== topicFilter)
+            local.refused(subscriber, topicFilter, qos)
             return yield* Effect.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
           }
           granted.push({ topicFilter, qos: code })
         }
-        return { granted, messages: Stream.fromQueue(queue) } satisfies MqttClient.Subscription
+        return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies MqttClient.Subscription
       })
 
     const messages = (messagesOptions?: Omit<MqttClient.SubscribeOptions, "qos">) =>
       Stream.unwrap(
         Effect.gen(function*() {
-          const queue = yield* makeQueue(messagesOptions)
-          const subscriber: Subscriber = {
-            filters: undefined,
-            requested: [],
-            unsubscribeOnEnd: false,
-            queue,
-            suspend: messagesOptions?.strategy === undefined || messagesOptions.strategy === "suspend"
-          }
-          subscribers.add(subscriber)
-          claim(subscriber)
+          const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, messagesOptions, false)
+          local.add(subscriber)
           yield* Effect.addFinalizer(() => release(subscriber))
-          return Stream.fromQueue(queue)
+          return Stream.fromQueue(subscriber.queue)
         })
       )
 
@@ -1098,7 +1002,7 @@ export const makeClient = (
           const invalid = Topic.validateTopicFilter(filter)
           if (invalid !== undefined) return Effect.fail(invalid)
         }
-        for (const filter of list) active.delete(filter)
+        for (const filter of list) local.active.delete(filter)
         return unsubscribeAtBroker(list)
       })
 
@@ -1123,7 +1027,7 @@ export const makeClient = (
           new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" })
         )
         for (const operation of operations) operation.fail(incomplete)
-        for (const subscriber of subscribers) yield* Queue.end(subscriber.queue)
+        for (const subscriber of local.subscribers) yield* Queue.end(subscriber.queue)
         emit({ _tag: "Closed" })
         yield* setStatus({ _tag: "Closed" })
       }).pipe(Effect.uninterruptible)

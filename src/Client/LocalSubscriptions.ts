@@ -1,0 +1,183 @@
+/**
+ * The local side of subscriptions: which streams want which messages, and what the broker must hold for them.
+ *
+ * It owns the table of live streams (each with its filters, the QoS it asked for, and a bounded queue), the count of
+ * streams per filter and QoS (the broker holds one QoS per filter, so a filter is subscribed at the highest any live
+ * stream asked for, and unsubscribed when its last stream ends), routing an incoming message to every matching stream
+ * once, and the messages no stream matched yet (a resumed persistent session delivers before the application starts
+ * its streams). Shared by `MqttClient` and `MqttTest`; it sends nothing itself.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import type * as Packet from "../Codec/Packet.ts"
+import * as Topic from "../Codec/Topic.ts"
+import type * as MqttError from "../Errors/MqttError.ts"
+
+/**
+ * How a stream buffers messages its consumer has not taken yet (see `MqttClient.SubscribeOptions`).
+ *
+ * @since 0.1.0
+ */
+export interface BufferOptions {
+  readonly bufferSize?: number | undefined
+  readonly strategy?: "suspend" | "dropping" | "sliding" | undefined
+}
+
+/**
+ * One live stream.
+ *
+ * @since 0.1.0
+ */
+export interface Subscriber {
+  /** Topic filters of this stream; `undefined` receives every message (`messages`). */
+  readonly filters: ReadonlyArray<string> | undefined
+  /** The filters with the QoS this stream asked for (and the broker did not refuse). */
+  requested: ReadonlyArray<Packet.Subscription>
+  readonly unsubscribeOnEnd: boolean
+  readonly queue: Queue.Queue<Packet.Publish, MqttError.MqttError | Cause.Done>
+  readonly suspend: boolean
+}
+
+/**
+ * A stream's queue: bounded (default 1024), suspending, dropping or sliding when full.
+ *
+ * @since 0.1.0
+ */
+export const makeSubscriber = (
+  requested: ReadonlyArray<Packet.Subscription> | undefined,
+  options: BufferOptions | undefined,
+  unsubscribeOnEnd: boolean
+): Effect.Effect<Subscriber> => {
+  const size = options?.bufferSize ?? 1024
+  const capacity = Number.isInteger(size) && size > 0 ? size : 1024
+  const queue = options?.strategy === "dropping"
+    ? Queue.dropping<Packet.Publish, MqttError.MqttError | Cause.Done>(capacity)
+    : options?.strategy === "sliding"
+    ? Queue.sliding<Packet.Publish, MqttError.MqttError | Cause.Done>(capacity)
+    : Queue.bounded<Packet.Publish, MqttError.MqttError | Cause.Done>(capacity)
+  return Effect.map(queue, (queue) => ({
+    filters: requested?.map((s) => s.topicFilter),
+    requested: requested ?? [],
+    unsubscribeOnEnd: requested !== undefined && unsubscribeOnEnd,
+    queue,
+    suspend: options?.strategy === undefined || options.strategy === "suspend"
+  }))
+}
+
+const highest = (counts: readonly [number, number, number]): Packet.QoS => (counts[2] > 0 ? 2 : counts[1] > 0 ? 1 : 0)
+
+/**
+ * The table; see the module documentation.
+ *
+ * @since 0.1.0
+ */
+export class LocalSubscriptions {
+  readonly subscribers = new Set<Subscriber>()
+  /** Filters subscribed at the broker, with how many live streams asked for each QoS. */
+  readonly active = new Map<string, [number, number, number]>()
+  #unclaimed: Array<Packet.Publish> = []
+  readonly #unclaimedLimit: number
+
+  /** @param unclaimedLimit messages kept for streams not started yet (0: none). */
+  constructor(unclaimedLimit: number) {
+    this.#unclaimedLimit = Math.max(0, unclaimedLimit)
+  }
+
+  /**
+   * Registers a stream (before its SUBSCRIBE goes out: retained messages can follow SUBACK at once), hands it the
+   * unclaimed messages it matches, and returns the subscriptions to send: each filter at the highest QoS any live
+   * stream asked for.
+   */
+  add(subscriber: Subscriber): Array<Packet.Subscription> {
+    this.subscribers.add(subscriber)
+    this.#claim(subscriber)
+    return subscriber.requested.map(({ topicFilter, qos }) => {
+      const counts = this.active.get(topicFilter) ?? [0, 0, 0]
+      counts[qos]++
+      this.active.set(topicFilter, counts)
+      return { topicFilter, qos: highest(counts) }
+    })
+  }
+
+  /** Unregisters a stream; returns the filters no live stream uses any more (to UNSUBSCRIBE). */
+  remove(subscriber: Subscriber): Array<string> {
+    this.subscribers.delete(subscriber)
+    const unused: Array<string> = []
+    for (const { topicFilter, qos } of subscriber.requested) {
+      if (this.#release(topicFilter, qos)) unused.push(topicFilter)
+    }
+    return unused
+  }
+
+  /** The broker refused a filter of this stream (SUBACK 0x80): it is not subscribed, nothing to UNSUBSCRIBE. */
+  refused(subscriber: Subscriber, topicFilter: string, qos: Packet.QoS): void {
+    this.#release(topicFilter, qos)
+    subscriber.requested = subscriber.requested.filter((s) => s.topicFilter !== topicFilter)
+  }
+
+  /** Every filter subscribed at the broker, at its highest QoS: what a new session must subscribe again. */
+  resubscriptions(): Array<Packet.Subscription> {
+    return [...this.active].map(([topicFilter, counts]) => ({ topicFilter, qos: highest(counts) }))
+  }
+
+  /**
+   * Offers a message to every matching stream, once each; returns an effect to wait on when a suspending buffer is
+   * full. A message no stream matches is kept for a later stream (up to the limit; the oldest is dropped).
+   */
+  deliver(message: Packet.Publish): Effect.Effect<void> | undefined {
+    let blocked: Array<Effect.Effect<boolean>> | undefined
+    let claimed = false
+    for (const subscriber of this.subscribers) {
+      const filters = subscriber.filters
+      if (filters !== undefined) {
+        let matched = false
+        for (let i = 0; i < filters.length; i++) {
+          if (Topic.matches(filters[i]!, message.topic)) {
+            matched = true
+            break
+          }
+        }
+        if (!matched) continue
+      }
+      claimed = true
+      if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
+        ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
+      }
+    }
+    if (!claimed && this.#unclaimedLimit > 0) {
+      if (this.#unclaimed.length >= this.#unclaimedLimit) this.#unclaimed.shift()
+      this.#unclaimed.push(message)
+    }
+    return blocked === undefined ? undefined : Effect.asVoid(Effect.all(blocked))
+  }
+
+  /** Wakes consumers waiting on their queues now (a queue alone wakes them on a later turn of the event loop). */
+  flush(): void {
+    for (const subscriber of this.subscribers) Queue.flushUnsafe(subscriber.queue)
+  }
+
+  /** Hands a new stream the unclaimed messages it matches, oldest first, as far as its buffer allows. */
+  #claim(subscriber: Subscriber): void {
+    if (this.#unclaimed.length === 0) return
+    const rest: Array<Packet.Publish> = []
+    for (const message of this.#unclaimed) {
+      const matches = subscriber.filters === undefined ||
+        subscriber.filters.some((filter) => Topic.matches(filter, message.topic))
+      if (!matches || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
+    }
+    this.#unclaimed = rest
+  }
+
+  /** One stream less on a filter at a QoS; true when no stream uses the filter any more. */
+  #release(topicFilter: string, qos: Packet.QoS): boolean {
+    const counts = this.active.get(topicFilter)
+    if (counts === undefined) return false
+    counts[qos] = Math.max(0, counts[qos] - 1)
+    if (counts[0] + counts[1] + counts[2] > 0) return false
+    this.active.delete(topicFilter)
+    return true
+  }
+}
