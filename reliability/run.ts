@@ -173,11 +173,10 @@ const report = (ran: ReadonlyArray<Ran>, totalMillis: number): string => {
       ...r.outcome.details,
       ""
     ]),
-    "## Not yet covered",
+    "## Adding a scenario",
     "",
-    "Crash recovery with the file-backed session store (a client process killed with SIGKILL while QoS 1 and 2",
-    "publishes are in flight, at least 10 kills per run) is the next scenario (issue 8); it plugs into",
-    "`reliability/scenarios/index.ts`.",
+    "Write `reliability/scenarios/NAME.ts` exporting a `Scenario` and append it to `reliability/scenarios/index.ts`;",
+    "it then runs here, in `--quick` mode in CI, and (with small counts) from a test in `test/Reliability/`.",
     ""
   ].join("\n")
 }
