@@ -22,7 +22,7 @@ import { Buffer, isUtf8 } from "node:buffer"
 import * as MqttPacket from "mqtt-packet"
 import * as Result from "effect/Result"
 import * as MqttError from "../Errors/MqttError.ts"
-import type * as Packet from "./Packet.ts"
+import * as Packet from "./Packet.ts"
 import * as Validate from "./Validate.ts"
 
 /**
@@ -440,13 +440,13 @@ export class Decoder {
         return undefined
       }
       case 12:
-        packets.push(pingreq)
+        packets.push(Packet.pingreq)
         return undefined
       case 13:
-        packets.push(pingresp)
+        packets.push(Packet.pingresp)
         return undefined
       case 14:
-        packets.push(disconnect)
+        packets.push(Packet.disconnect)
         return undefined
       case 2: {
         // §3.2.2: bits 7-1 of the acknowledge flags are reserved (0); return codes above 5 are reserved.
@@ -500,9 +500,6 @@ export class Decoder {
   }
 }
 
-const pingreq: Packet.Pingreq = { _tag: "Pingreq" }
-const pingresp: Packet.Pingresp = { _tag: "Pingresp" }
-const disconnect: Packet.Disconnect = { _tag: "Disconnect" }
 
 const ackTagsByType: ReadonlyArray<"Puback" | "Pubrec" | "Pubrel" | "Pubcomp" | "Unsuback" | undefined> = [
   undefined,

@@ -216,24 +216,30 @@ export type ClientPacket = Connect | Publish | Puback | Pubrec | Pubrel | Pubcom
  */
 export type ServerPacket = Connack | Publish | Puback | Pubrec | Pubrel | Pubcomp | Suback | Unsuback | Pingresp
 
-const serverTags: ReadonlySet<PacketTag> = new Set<PacketTag>([
-  "Connack",
-  "Publish",
-  "Puback",
-  "Pubrec",
-  "Pubrel",
-  "Pubcomp",
-  "Suback",
-  "Unsuback",
-  "Pingresp"
-])
+/** Which packets a broker may send to a client (§3: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT never). */
+const sentByServer: { readonly [K in PacketTag]: boolean } = {
+  Connect: false,
+  Connack: true,
+  Publish: true,
+  Puback: true,
+  Pubrec: true,
+  Pubrel: true,
+  Pubcomp: true,
+  Subscribe: false,
+  Suback: true,
+  Unsubscribe: false,
+  Unsuback: true,
+  Pingreq: false,
+  Pingresp: true,
+  Disconnect: false
+}
 
 /**
  * Whether a broker may send this packet to a client.
  *
  * @since 0.1.0
  */
-export const isServerPacket = (packet: Packet): packet is ServerPacket => serverTags.has(packet._tag)
+export const isServerPacket = (packet: Packet): packet is ServerPacket => sentByServer[packet._tag]
 
 /** @since 0.1.0 */
 export const pingreq: Pingreq = { _tag: "Pingreq" }

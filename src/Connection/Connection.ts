@@ -28,7 +28,7 @@ import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import * as Codec from "../Codec/Codec.ts"
-import type * as Packet from "../Codec/Packet.ts"
+import * as Packet from "../Codec/Packet.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as ConnectOptions from "./ConnectOptions.ts"
 
@@ -286,22 +286,6 @@ const coalesce = (chunks: Array<Uint8Array>): NonEmptyReadonlyArray<Uint8Array> 
 // connect
 // ---------------------------------------------------------------------------------------------------------------------
 
-const isServerPacket: { readonly [K in Packet.PacketTag]: boolean } = {
-  Connect: false,
-  Connack: true,
-  Publish: true,
-  Puback: true,
-  Pubrec: true,
-  Pubrel: true,
-  Pubcomp: true,
-  Subscribe: false,
-  Suback: true,
-  Unsubscribe: false,
-  Unsuback: true,
-  Pingreq: false,
-  Pingresp: true,
-  Disconnect: false
-}
 
 /**
  * Dials, sends CONNECT and waits for CONNACK; see the module documentation.
@@ -426,8 +410,9 @@ export const connect = (
 
     const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
       for (let i = 0; i < packets.length; i++) {
-        const tag = packets[i]!._tag
-        if (!isServerPacket[tag]) return protocolViolation(`a server never sends ${tag} [MQTT-4.8.0-1]`)
+        const packet = packets[i]!
+        const tag = packet._tag
+        if (!Packet.isServerPacket(packet)) return protocolViolation(`a server never sends ${tag} [MQTT-4.8.0-1]`)
         if (tag === "Connack") return protocolViolation("a second CONNACK on one connection [MQTT-3.2.0-1]")
       }
       return packets as ReadonlyArray<Packet.ServerPacket>
@@ -487,7 +472,7 @@ export const connect = (
         if (outbox.closed || outbox.failure !== undefined) return Effect.void
         // [MQTT-3.14.4-2]: the outbox accepts nothing after DISCONNECT. [MQTT-3.14.4-1]: closing the link's scope
         // then ends the socket (FIN after the queued bytes), which closes the connection.
-        return Effect.ignore(send(disconnectPacket))
+        return Effect.ignore(send(Packet.disconnect))
       }),
       lastSentAt: () => lastSentAt,
       lastReceivedAt: () => lastReceivedAt,
@@ -497,7 +482,6 @@ export const connect = (
     return link
   })
 
-const disconnectPacket: Packet.Disconnect = { _tag: "Disconnect" }
 
 /**
  * Builds the Connection service from options and a socket.

@@ -19,6 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as MqttError from "../Errors/MqttError.ts"
+import * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "./Connection.ts"
 
 /**
@@ -94,7 +95,6 @@ export const decide = (config: Config, timers: Timers, now: number): Decision =>
   return now >= due ? sendPing : { _tag: "Wait", millis: due - now }
 }
 
-const pingreq = { _tag: "Pingreq" } as const
 
 /**
  * The Keepalive service.
@@ -148,7 +148,7 @@ export const make: Keepalive["Service"] = Keepalive.of({
           case "SendPing": {
             // Counted before the offer: an answer can arrive as soon as the PINGREQ is written.
             const received = link.receivedCount()
-            const failure = link.offer(pingreq)
+            const failure = link.offer(Packet.pingreq)
             if (failure !== undefined) return yield* Effect.fail(failure)
             // The ping timeout runs from the first unanswered PINGREQ; later ones only keep [MQTT-3.1.2-23].
             if (pingSentAt === undefined || received > receivedAtPing) {
