@@ -12,9 +12,10 @@
 import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import type * as Packet from "../Codec/Packet.ts"
 import * as Topic from "../Codec/Topic.ts"
-import type * as MqttError from "../Errors/MqttError.ts"
+import * as MqttError from "../Errors/MqttError.ts"
 
 /**
  * How a stream buffers messages its consumer has not taken yet (see `MqttClient.SubscribeOptions`).
@@ -116,6 +117,29 @@ export class LocalSubscriptions {
   refused(subscriber: Subscriber, topicFilter: string, qos: Packet.QoS): void {
     this.#release(topicFilter, qos)
     subscriber.requested = subscriber.requested.filter((s) => s.topicFilter !== topicFilter)
+  }
+
+  /**
+   * Reads a stream's SUBACK return codes, one per requested filter: the QoS granted per filter, or
+   * `SubscribeRejected` for the first filter the broker refused (0x80), which is then not subscribed and will not be
+   * unsubscribed when the stream is released.
+   */
+  granted(
+    subscriber: Subscriber,
+    codes: ReadonlyArray<Packet.SubackReturnCode>
+  ): Result.Result<Array<Packet.Subscription>, MqttError.MqttError> {
+    const requested = subscriber.requested
+    const granted: Array<Packet.Subscription> = []
+    for (let i = 0; i < requested.length; i++) {
+      const code = codes[i]
+      const { topicFilter, qos } = requested[i]!
+      if (code === 0x80 || code === undefined) {
+        this.refused(subscriber, topicFilter, qos)
+        return Result.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
+      }
+      granted.push({ topicFilter, qos: code })
+    }
+    return Result.succeed(granted)
   }
 
   /** Every filter subscribed at the broker, at its highest QoS: what a new session must subscribe again. */

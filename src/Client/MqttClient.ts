@@ -669,17 +669,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           if (pending !== undefined) yield* Effect.timeoutOption(Fiber.await(pending), resolved.connectTimeout)
         }
         const codes = yield* session.subscribe(effective)
-        const granted: Array<Packet.Subscription> = []
-        for (let i = 0; i < requested.length; i++) {
-          const code = codes[i]
-          const topicFilter = requested[i]!.topicFilter
-          if (code === 0x80 || code === undefined) {
-            // Not subscribed at the broker: nothing to UNSUBSCRIBE for this filter when the stream is released.
-            local.refused(subscriber, topicFilter, requested[i]!.qos)
-            return yield* Effect.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
-          }
-          granted.push({ topicFilter, qos: code })
-        }
+        const granted = yield* Effect.fromResult(local.granted(subscriber, codes))
         return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies Subscription
       })
 

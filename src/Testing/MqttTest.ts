@@ -959,17 +959,7 @@ export const makeClient = (
         const effective = local.add(subscriber)
         yield* Effect.addFinalizer(() => release(subscriber))
         const codes = yield* subscribeAtBroker(effective)
-        const granted: Array<Packet.Subscription> = []
-        for (let i = 0; i < requested.length; i++) {
-          const code = codes[i]
-          const { topicFilter, qos } = requested[i]!
-          if (code === 0x80 || code === undefined) {
-            // Not subscribed at the broker: nothing to UNSUBSCRIBE for this filter when the stream is released.
-            local.refused(subscriber, topicFilter, qos)
-            return yield* Effect.fail(MqttError.make(new MqttError.SubscribeRejected({ topicFilter })))
-          }
-          granted.push({ topicFilter, qos: code })
-        }
+        const granted = yield* Effect.fromResult(local.granted(subscriber, codes))
         return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies MqttClient.Subscription
       })
 
