@@ -465,7 +465,6 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         yield* setStatus({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
       })
 
-    /** Runs an attached link until it fails; returns the error. */
     /** Runs a link until it fails (attaching it first unless it already is); returns the error. */
     const runLink = (link: Connection.Link, linkScope: Scope.Closeable, attached: boolean) =>
       Effect.gen(function*() {
@@ -474,12 +473,13 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           pingSentAt = now
           emit({ _tag: "Ping" })
         }
-        return yield* Effect.flip(
-          Effect.andThen(
-            attached ? Effect.void : attach(link),
-            Effect.raceFirst(readLoop(link), keepalive.run(link, keepaliveConfig, onPing))
-          )
+        // Keepalive runs beside the read loop in the link's scope, which ends it with the link. It never needs to
+        // stop the loop itself: a ping timeout aborts the link, which fails the loop's pull with that error.
+        yield* Effect.forkIn(
+          Effect.catch(keepalive.run(link, keepaliveConfig, onPing), (error) => link.abort(error)),
+          linkScope
         )
+        return yield* Effect.flip(Effect.andThen(attached ? Effect.void : attach(link), readLoop(link)))
       }).pipe(
         Effect.ensuring(
           Effect.suspend(() => {

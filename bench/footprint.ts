@@ -1,0 +1,166 @@
+/**
+ * Where the memory of an idle connection goes: heap and RSS per connection of effect-mqtt built up layer by layer,
+ * each layer in a fresh child process against the same broker (its own Mosquitto on a free loopback port, or `--url`).
+ *
+ * - `socket`: `@effect/platform-node`'s `NodeSocket` as `Connection` uses it — reader and writer acquired, CONNECT
+ *   written, CONNACK read, one fiber pulling. The floor any Effect client on that socket starts from.
+ * - `link`: `Connection.connect` — the same plus the codec's decoder, the outbox and its writer fiber, the link scope.
+ * - `client`: `MqttClient.make` — a link plus `Session`, `Keepalive`, the supervisor, status and local subscriptions.
+ * - `subscribed`: a client with one subscription (a stream's queue), as scenario 7 of `npm run bench` measures.
+ *
+ * Figures are the growth of `heapUsed` and RSS after a full GC over the baseline taken before the first connection,
+ * divided by the number of connections; the median of `--rounds` children. Complements scenario 7, which compares the
+ * whole client with MQTT.js and a raw client. Run: `npm run bench:footprint [-- --count 1000 --rounds 3 --url URL]`.
+ */
+import { execFileSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Socket from "effect/socket/Socket"
+import { MqttClient } from "effect-mqtt"
+import * as Codec from "../src/Codec/Codec.ts"
+import * as ConnectOptions from "../src/Connection/ConnectOptions.ts"
+import * as Connection from "../src/Connection/Connection.ts"
+import * as NodeTransport from "../src/Connection/NodeTransport.ts"
+import * as Mosquitto from "../test/utils/Mosquitto.ts"
+
+const layers = ["socket", "link", "client", "subscribed"] as const
+type LayerName = typeof layers[number]
+
+const descriptions: Record<LayerName, string> = {
+  socket: "NodeSocket: reader + writer, CONNECT/CONNACK, one pulling fiber",
+  link: "Connection.connect: + decoder, outbox, writer fiber, link scope",
+  client: "MqttClient.make: + Session, Keepalive, supervisor, status",
+  subscribed: "+ one subscription (scenario 7)"
+}
+
+interface Figures {
+  readonly heapPerConnection: number
+  readonly rssPerConnection: number
+}
+
+const resolved = (url: string, i: number): ConnectOptions.Resolved => {
+  const result = ConnectOptions.resolve({ url, clientId: `fp-${process.pid}-${i}`, keepalive: 60 }, new Uint8Array(6))
+  if (Result.isFailure(result)) throw new Error(result.failure.message)
+  return result.success
+}
+
+/** One connection of a layer, alive until the program's scope closes. */
+const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    switch (layer) {
+      case "socket": {
+        const options = resolved(url, i)
+        const socket = yield* NodeTransport.make(options)
+        const pull = yield* Socket.readerBytes(socket)
+        const writer = yield* socket.writer
+        const connect = Codec.encode(ConnectOptions.connectPacket(options))
+        if (Result.isFailure(connect)) return yield* Effect.fail(connect.failure)
+        yield* writer.write(connect.success)
+        yield* pull
+        yield* Effect.forkScoped(Effect.forever(pull))
+        return
+      }
+      case "link": {
+        const options = resolved(url, i)
+        const link = yield* Connection.connect(yield* NodeTransport.make(options), options)
+        yield* Effect.forkScoped(Effect.forever(link.pull))
+        return
+      }
+      case "client":
+      case "subscribed": {
+        const client = yield* MqttClient.make({ url, clientId: `fp-${process.pid}-${i}`, keepalive: 60, reconnect: false })
+        if (layer === "subscribed") yield* client.subscription({ [`footprint/${process.pid}/${i}`]: 1 })
+        return
+      }
+    }
+  })
+
+const gc = (globalThis as { gc?: () => void }).gc
+
+const child = (layer: LayerName, url: string, count: number) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    gc?.()
+    const baseline = process.memoryUsage()
+    yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => open(layer, url, i), {
+      concurrency: 100,
+      discard: true
+    })
+    yield* Effect.sleep(500)
+    gc?.()
+    const usage = process.memoryUsage()
+    const figures: Figures = {
+      heapPerConnection: (usage.heapUsed - baseline.heapUsed) / count,
+      rssPerConnection: (usage.rss - baseline.rss) / count
+    }
+    process.stdout.write(`FOOTPRINT ${JSON.stringify(figures)}\n`)
+  })))
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+const kb = (bytes: number): string => (bytes / 1024).toFixed(1)
+
+const parent = (count: number, rounds: number, url: string | undefined) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const target = url ?? (yield* Mosquitto.start({ extraConfig: ["connection_messages false"] })).url
+    const self = fileURLToPath(import.meta.url)
+    const results = new Map<LayerName, Array<Figures>>()
+    for (let round = 0; round < rounds; round++) {
+      for (const layer of layers) {
+        const output = execFileSync(
+          process.execPath,
+          ["--conditions=@effect-mqtt/source", "--expose-gc", self, "--child", layer, "--url", target, "--count", `${count}`],
+          { encoding: "utf8", timeout: 120_000 }
+        )
+        const line = output.split("\n").find((l) => l.startsWith("FOOTPRINT "))
+        if (line === undefined) throw new Error(`no figures from the ${layer} child:\n${output}`)
+        const figures = JSON.parse(line.slice("FOOTPRINT ".length)) as Figures
+        results.set(layer, [...(results.get(layer) ?? []), figures])
+        process.stderr.write(`[round ${round + 1}/${rounds}] ${layer}: ${kb(figures.heapPerConnection)} KB heap/conn\n`)
+      }
+    }
+    const lines = [
+      `### Memory per idle connection, layer by layer (${count} connections, median of ${rounds} rounds)`,
+      "",
+      `Node ${process.version}, broker ${target}.`,
+      "",
+      "| layer | what it adds | heap KB/conn | added heap KB | RSS KB/conn |",
+      "| --- | --- | ---: | ---: | ---: |"
+    ]
+    let previous = 0
+    for (const layer of layers) {
+      const runs = results.get(layer)!
+      const heap = median(runs.map((r) => r.heapPerConnection))
+      const rss = median(runs.map((r) => r.rssPerConnection))
+      lines.push(`| ${layer} | ${descriptions[layer]} | ${kb(heap)} | ${kb(heap - previous)} | ${kb(rss)} |`)
+      previous = heap
+    }
+    process.stdout.write(lines.join("\n") + "\n")
+  })))
+
+const { values } = parseArgs({
+  options: {
+    child: { type: "string" },
+    url: { type: "string" },
+    count: { type: "string", default: "1000" },
+    rounds: { type: "string", default: "3" }
+  }
+})
+const count = Number(values.count)
+const rounds = Number(values.rounds)
+if (!Number.isInteger(count) || count < 1 || !Number.isInteger(rounds) || rounds < 1) {
+  process.stderr.write("footprint: --count and --rounds take positive integers\n")
+  process.exit(2)
+}
+if (values.child !== undefined) {
+  if (!(layers as ReadonlyArray<string>).includes(values.child) || values.url === undefined) process.exit(2)
+  await child(values.child as LayerName, values.url, count)
+  process.exit(0)
+} else {
+  await parent(count, rounds, values.url)
+}
