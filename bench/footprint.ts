@@ -9,10 +9,15 @@
  * - `subscribed`: a client with one subscription (a stream's queue), as scenario 7 of `npm run bench` measures.
  *
  * Figures are the growth of `heapUsed` and RSS after a full GC over the baseline taken before the first connection,
- * divided by the number of connections; the median of `--rounds` children. Complements scenario 7, which compares the
- * whole client with MQTT.js and a raw client. Run: `npm run bench:footprint [-- --count 1000 --rounds 3 --url URL]`.
+ * divided by the number of connections, and the process's CPU time (user + system) spent opening them all, per
+ * connection; the median of `--rounds` children. Complements scenario 7, which compares the
+ * whole client with MQTT.js and a raw client. `--profile DIR` writes a CPU profile of each child's opening phase
+ * (summarise with `bench/profile.ts`). Run: `npm run bench:footprint [-- --count 1000 --rounds 3 --url URL]`.
  */
 import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as inspector from "node:inspector/promises"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
@@ -39,6 +44,7 @@ const descriptions: Record<LayerName, string> = {
 interface Figures {
   readonly heapPerConnection: number
   readonly rssPerConnection: number
+  readonly cpuMicrosPerConnection: number
 }
 
 const resolved = (url: string, i: number): ConnectOptions.Resolved => {
@@ -80,23 +86,45 @@ const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unk
 
 const gc = (globalThis as { gc?: () => void }).gc
 
-const child = (layer: LayerName, url: string, count: number) =>
-  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+/** A CPU profile of opening the connections (nothing else), written to `file`. */
+const profiler = async (file: string | undefined) => {
+  if (file === undefined) return { start: Effect.void, stop: Effect.void }
+  const session = new inspector.Session()
+  session.connect()
+  await session.post("Profiler.enable")
+  return {
+    start: Effect.promise(() => session.post("Profiler.start")),
+    stop: Effect.promise(async () => {
+      const { profile } = await session.post("Profiler.stop")
+      fs.writeFileSync(file, JSON.stringify(profile))
+    })
+  }
+}
+
+const child = async (layer: LayerName, url: string, count: number, profileFile: string | undefined) => {
+  const profile = await profiler(profileFile)
+  return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     gc?.()
     const baseline = process.memoryUsage()
+    yield* profile.start
+    const cpu = process.cpuUsage()
     yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => open(layer, url, i), {
       concurrency: 100,
       discard: true
     })
+    const spent = process.cpuUsage(cpu)
+    yield* profile.stop
     yield* Effect.sleep(500)
     gc?.()
     const usage = process.memoryUsage()
     const figures: Figures = {
       heapPerConnection: (usage.heapUsed - baseline.heapUsed) / count,
-      rssPerConnection: (usage.rss - baseline.rss) / count
+      rssPerConnection: (usage.rss - baseline.rss) / count,
+      cpuMicrosPerConnection: (spent.user + spent.system) / count
     }
     process.stdout.write(`FOOTPRINT ${JSON.stringify(figures)}\n`)
   })))
+}
 
 const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -105,7 +133,7 @@ const median = (values: ReadonlyArray<number>): number => {
 
 const kb = (bytes: number): string => (bytes / 1024).toFixed(1)
 
-const parent = (count: number, rounds: number, url: string | undefined) =>
+const parent = (count: number, rounds: number, url: string | undefined, profileDir: string | undefined) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const target = url ?? (yield* Mosquitto.start({ extraConfig: ["connection_messages false"] })).url
     const self = fileURLToPath(import.meta.url)
@@ -114,7 +142,13 @@ const parent = (count: number, rounds: number, url: string | undefined) =>
       for (const layer of layers) {
         const output = execFileSync(
           process.execPath,
-          ["--conditions=@effect-mqtt/source", "--expose-gc", self, "--child", layer, "--url", target, "--count", `${count}`],
+          [
+            "--conditions=@effect-mqtt/source",
+            "--expose-gc",
+            self,
+            ...["--child", layer, "--url", target, "--count", `${count}`],
+            ...(profileDir === undefined ? [] : ["--profile", path.join(profileDir, `${layer}-r${round + 1}.cpuprofile`)])
+          ],
           { encoding: "utf8", timeout: 120_000 }
         )
         const line = output.split("\n").find((l) => l.startsWith("FOOTPRINT "))
@@ -129,15 +163,18 @@ const parent = (count: number, rounds: number, url: string | undefined) =>
       "",
       `Node ${process.version}, broker ${target}.`,
       "",
-      "| layer | what it adds | heap KB/conn | added heap KB | RSS KB/conn |",
-      "| --- | --- | ---: | ---: | ---: |"
+      "| layer | what it adds | heap KB/conn | added heap KB | RSS KB/conn | CPU µs/conn to open |",
+      "| --- | --- | ---: | ---: | ---: | ---: |"
     ]
     let previous = 0
     for (const layer of layers) {
       const runs = results.get(layer)!
       const heap = median(runs.map((r) => r.heapPerConnection))
       const rss = median(runs.map((r) => r.rssPerConnection))
-      lines.push(`| ${layer} | ${descriptions[layer]} | ${kb(heap)} | ${kb(heap - previous)} | ${kb(rss)} |`)
+      const cpu = median(runs.map((r) => r.cpuMicrosPerConnection))
+      lines.push(
+        `| ${layer} | ${descriptions[layer]} | ${kb(heap)} | ${kb(heap - previous)} | ${kb(rss)} | ${cpu.toFixed(0)} |`
+      )
       previous = heap
     }
     process.stdout.write(lines.join("\n") + "\n")
@@ -148,7 +185,8 @@ const { values } = parseArgs({
     child: { type: "string" },
     url: { type: "string" },
     count: { type: "string", default: "1000" },
-    rounds: { type: "string", default: "3" }
+    rounds: { type: "string", default: "3" },
+    profile: { type: "string" }
   }
 })
 const count = Number(values.count)
@@ -159,8 +197,9 @@ if (!Number.isInteger(count) || count < 1 || !Number.isInteger(rounds) || rounds
 }
 if (values.child !== undefined) {
   if (!(layers as ReadonlyArray<string>).includes(values.child) || values.url === undefined) process.exit(2)
-  await child(values.child as LayerName, values.url, count)
+  await child(values.child as LayerName, values.url, count, values.profile)
   process.exit(0)
 } else {
-  await parent(count, rounds, values.url)
+  if (values.profile !== undefined) fs.mkdirSync(path.resolve(values.profile), { recursive: true })
+  await parent(count, rounds, values.url, values.profile === undefined ? undefined : path.resolve(values.profile))
 }
