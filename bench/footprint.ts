@@ -12,7 +12,8 @@
  * divided by the number of connections, and the process's CPU time (user + system) spent opening them all, per
  * connection; the median of `--rounds` children. Complements scenario 7, which compares the
  * whole client with MQTT.js and a raw client. `--profile DIR` writes a CPU profile of each child's opening phase
- * (summarise with `bench/profile.ts`). Run: `npm run bench:footprint [-- --count 1000 --rounds 3 --url URL]`.
+ * (summarise with `bench/profile.ts`); `--heap-snapshot DIR` a heap snapshot of each child with its connections open
+ * (summarise with `bench/heap.ts`, `--diff` to compare two layers). Run: `npm run bench:footprint [-- --count 1000 --rounds 3 --url URL]`.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -20,6 +21,7 @@ import * as inspector from "node:inspector/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
+import * as v8 from "node:v8"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
@@ -101,7 +103,13 @@ const profiler = async (file: string | undefined) => {
   }
 }
 
-const child = async (layer: LayerName, url: string, count: number, profileFile: string | undefined) => {
+const child = async (
+  layer: LayerName,
+  url: string,
+  count: number,
+  profileFile: string | undefined,
+  snapshotFile: string | undefined
+) => {
   const profile = await profiler(profileFile)
   return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     gc?.()
@@ -122,6 +130,7 @@ const child = async (layer: LayerName, url: string, count: number, profileFile: 
       rssPerConnection: (usage.rss - baseline.rss) / count,
       cpuMicrosPerConnection: (spent.user + spent.system) / count
     }
+    if (snapshotFile !== undefined) v8.writeHeapSnapshot(snapshotFile)
     process.stdout.write(`FOOTPRINT ${JSON.stringify(figures)}\n`)
   })))
 }
@@ -133,7 +142,13 @@ const median = (values: ReadonlyArray<number>): number => {
 
 const kb = (bytes: number): string => (bytes / 1024).toFixed(1)
 
-const parent = (count: number, rounds: number, url: string | undefined, profileDir: string | undefined) =>
+const parent = (
+  count: number,
+  rounds: number,
+  url: string | undefined,
+  profileDir: string | undefined,
+  snapshotDir: string | undefined
+) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const target = url ?? (yield* Mosquitto.start({ extraConfig: ["connection_messages false"] })).url
     const self = fileURLToPath(import.meta.url)
@@ -147,7 +162,10 @@ const parent = (count: number, rounds: number, url: string | undefined, profileD
             "--expose-gc",
             self,
             ...["--child", layer, "--url", target, "--count", `${count}`],
-            ...(profileDir === undefined ? [] : ["--profile", path.join(profileDir, `${layer}-r${round + 1}.cpuprofile`)])
+            ...(profileDir === undefined ? [] : ["--profile", path.join(profileDir, `${layer}-r${round + 1}.cpuprofile`)]),
+            ...(snapshotDir === undefined
+              ? []
+              : ["--heap-snapshot", path.join(snapshotDir, `${layer}-r${round + 1}.heapsnapshot`)])
           ],
           { encoding: "utf8", timeout: 120_000 }
         )
@@ -186,7 +204,8 @@ const { values } = parseArgs({
     url: { type: "string" },
     count: { type: "string", default: "1000" },
     rounds: { type: "string", default: "3" },
-    profile: { type: "string" }
+    profile: { type: "string" },
+    "heap-snapshot": { type: "string" }
   }
 })
 const count = Number(values.count)
@@ -197,9 +216,13 @@ if (!Number.isInteger(count) || count < 1 || !Number.isInteger(rounds) || rounds
 }
 if (values.child !== undefined) {
   if (!(layers as ReadonlyArray<string>).includes(values.child) || values.url === undefined) process.exit(2)
-  await child(values.child as LayerName, values.url, count, values.profile)
+  await child(values.child as LayerName, values.url, count, values.profile, values["heap-snapshot"])
   process.exit(0)
 } else {
-  if (values.profile !== undefined) fs.mkdirSync(path.resolve(values.profile), { recursive: true })
-  await parent(count, rounds, values.url, values.profile === undefined ? undefined : path.resolve(values.profile))
+  const dir = (value: string | undefined) => {
+    if (value === undefined) return undefined
+    fs.mkdirSync(path.resolve(value), { recursive: true })
+    return path.resolve(value)
+  }
+  await parent(count, rounds, values.url, dir(values.profile), dir(values["heap-snapshot"]))
 }

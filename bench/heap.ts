@@ -3,7 +3,10 @@
  * constructor (objects), per function (closures) and per other node type, biggest first, optionally divided by the
  * number of connections to give bytes per idle connection. Markdown on stdout.
  *
- * Run: `npx node bench/heap.ts FILE.heapsnapshot [--per 1000] [--top 25]`.
+ * `--diff BASE.heapsnapshot` shows instead what each row grew by over a base snapshot (as between two layers of
+ * `npm run bench:footprint -- --heap-snapshot DIR`).
+ *
+ * Run: `npx node bench/heap.ts FILE.heapsnapshot [--per 1000] [--top 25] [--diff BASE.heapsnapshot]`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -54,10 +57,27 @@ export const summarize = (snapshot: Snapshot): { readonly totalBytes: number; re
   return { totalBytes, rows }
 }
 
+/** What each row grew by from `base` to `summary`, biggest growth first. */
+export const difference = (
+  summary: ReturnType<typeof summarize>,
+  base: ReturnType<typeof summarize>
+): ReturnType<typeof summarize> => {
+  const before = new Map(base.rows.map((row) => [row.name, row]))
+  const rows = summary.rows.map((row) => {
+    const b = before.get(row.name)
+    return { name: row.name, count: row.count - (b?.count ?? 0), selfBytes: row.selfBytes - (b?.selfBytes ?? 0) }
+  }).sort((a, b) => b.selfBytes - a.selfBytes)
+  return { totalBytes: summary.totalBytes - base.totalBytes, rows }
+}
+
 const main = () => {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { per: { type: "string", default: "1" }, top: { type: "string", default: "25" } }
+    options: {
+      per: { type: "string", default: "1" },
+      top: { type: "string", default: "25" },
+      diff: { type: "string" }
+    }
   })
   const per = Math.max(1, Number(values.per))
   const top = Number(values.top)
@@ -65,14 +85,17 @@ const main = () => {
     console.error("usage: npx node bench/heap.ts FILE.heapsnapshot... [--per N] [--top N]")
     process.exit(2)
   }
+  const read = (file: string) => summarize(JSON.parse(fs.readFileSync(file, "utf8")) as Snapshot)
+  const base = values.diff === undefined ? undefined : read(values.diff)
   for (const file of positionals) {
-    const { totalBytes, rows } = summarize(JSON.parse(fs.readFileSync(file, "utf8")) as Snapshot)
+    const summary = read(file)
+    const { totalBytes, rows } = base === undefined ? summary : difference(summary, base)
     const perLabel = per > 1 ? ` / ${per}` : ""
     console.log(
       [
         `#### ${path.basename(file)}`,
         "",
-        `${(totalBytes / 2 ** 20).toFixed(1)} MB in the snapshot` +
+        `${(totalBytes / 2 ** 20).toFixed(1)} MB ${base === undefined ? "in the snapshot" : `more than ${values.diff}`}` +
         `${per > 1 ? `, ${(totalBytes / per / 1024).toFixed(1)} KB${perLabel}` : ""}.`,
         "",
         `| constructor / type | count${perLabel} | self KB${perLabel} | share |`,
