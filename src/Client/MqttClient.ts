@@ -286,6 +286,9 @@ const defaultReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedu
 
 const RESUBSCRIBE_BATCH = 100
 
+/** The client's spans carry no stack trace: it would point into this module, and each capture costs a stack walk. */
+const noStackTrace = { captureStackTrace: false } as const
+
 /**
  * The client's metrics, updated without allocating effects on the message path. Names follow the OpenTelemetry
  * messaging conventions where they exist.
@@ -507,12 +510,13 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           "messaging.client.id": resolved.clientId,
           "network.transport": resolved.transport
         }
-      })
+      }, noStackTrace)
     )
 
     const deliverySpan = (message: Message) =>
       Effect.withSpan(Effect.void, "mqtt.deliver", {
         kind: "consumer",
+        captureStackTrace: false,
         attributes: {
           "messaging.system": "mqtt",
           "messaging.destination.name": message.topic,
@@ -630,7 +634,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
             "messaging.mqtt.retain": input.retain ?? false,
             "messaging.message.body.size": payload.length
           }
-        })
+        }, noStackTrace)
       )
     }
 

@@ -99,10 +99,11 @@ export const make = (options: Options = {}): Session["Service"] => {
   let link: Connection.Link | undefined
   let closed = false
   let journal: SessionStore.Journal | undefined
-  /** Operations started but whose waiter is not registered yet (their flight is being stored). */
-  const expecting = new Set<Packet.PacketId>()
-  /** Completions that arrived for such an operation before its waiter. */
-  const early = new Map<Packet.PacketId, SessionState.Completion>()
+  /**
+   * With a journal only (made on first use): operations started whose waiter is not registered yet, their flight
+   * being stored, each with the completion that arrived meanwhile, if any.
+   */
+  let storing: Map<Packet.PacketId, SessionState.Completion | undefined> | undefined
   const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
   const wakeWindow = () => {
@@ -118,8 +119,8 @@ export const make = (options: Options = {}): Session["Service"] => {
       if (waiter !== undefined) {
         waiters.delete(completion.packetId)
         waiter(completion)
-      } else if (expecting.has(completion.packetId)) {
-        early.set(completion.packetId, completion)
+      } else if (storing?.has(completion.packetId) === true) {
+        storing.set(completion.packetId, completion)
       }
     }
     if (completions.length > 0) {
@@ -181,23 +182,20 @@ export const make = (options: Options = {}): Session["Service"] => {
       const started = start()
       if (Result.isFailure(started)) return Effect.fail(started.failure)
       const { packetId, send } = started.success
-      expecting.add(packetId)
+      const pending = storing ??= new Map()
+      pending.set(packetId, undefined)
       return flush.pipe(
         Effect.tapError(() =>
           Effect.sync(() => {
-            expecting.delete(packetId)
-            early.delete(packetId)
+            pending.delete(packetId)
             state.abandon(packetId)
             wakeWindow()
           })
         ),
         Effect.andThen(Effect.callback<A, MqttError.MqttError>((resume) => {
-          expecting.delete(packetId)
-          const done = early.get(packetId)
-          if (done !== undefined) {
-            early.delete(packetId)
-            return resume(onCompletion(done))
-          }
+          const done = pending.get(packetId)
+          pending.delete(packetId)
+          if (done !== undefined) return resume(onCompletion(done))
           waiters.set(packetId, (completion) => resume(onCompletion(completion)))
           if (send !== undefined && state.outgoing.has(packetId)) sendAll([send])
           return Effect.sync(() => {

@@ -1,10 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Session from "../../src/Client/Session.ts"
 import * as SessionState from "../../src/Client/SessionState.ts"
 import * as SessionStore from "../../src/Client/SessionStore.ts"
+import type * as Connection from "../../src/Connection/Connection.ts"
 
 const publish = (packetId: number, qos: 1 | 2, payload = "p"): SessionState.Flight => ({
   _tag: "Publish",
@@ -166,4 +168,54 @@ describe("SessionStore.makeMemory and SessionState journaling", () => {
     assert.deepStrictEqual(state.takeJournal(), [])
     assert.deepStrictEqual(state.resume(false).send, [])
   })
+})
+
+describe("Session with a journal", () => {
+  const fakeLink = (sent: Array<Connection.OutgoingPacket>): Connection.Link => ({
+    connack: { _tag: "Connack", sessionPresent: false, returnCode: 0 },
+    url: "mqtt://fake",
+    pull: Effect.never,
+    offer: (packet) => {
+      sent.push(packet)
+      return undefined
+    },
+    send: (packet) => Effect.sync(() => void sent.push(packet)),
+    disconnect: Effect.void,
+    lastSentAt: () => 0,
+    lastReceivedAt: () => 0,
+    receivedCount: () => 0,
+    abort: () => Effect.void
+  })
+
+  it.effect("an acknowledgement that arrives while its flight is being stored completes the publish once stored", () =>
+    Effect.gen(function*() {
+      const session = Session.make()
+      let hold: { readonly started: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> } | undefined
+      let stored: ReadonlyArray<SessionState.JournalEntry> = []
+      yield* session.useJournal({
+        snapshot: SessionState.emptySnapshot,
+        append: (entries) =>
+          Effect.suspend(() => {
+            stored = stored.concat(entries)
+            return hold === undefined ? Effect.void : Deferred.succeed(hold.started, undefined).pipe(
+              Effect.andThen(Deferred.await(hold.release))
+            )
+          })
+      })
+      const sent: Array<Connection.OutgoingPacket> = []
+      yield* session.attach(fakeLink(sent))
+      hold = { started: yield* Deferred.make<void>(), release: yield* Deferred.make<void>() }
+      const publishing = yield* Effect.forkChild(
+        session.publish({ topic: "t/x", payload: new Uint8Array([1]), qos: 1, retain: false })
+      )
+      yield* Deferred.await(hold.started)
+      // The flight is being stored, no waiter yet: its PUBACK (for a resend, say) must not be lost.
+      const put = stored.find((entry) => entry._tag === "PutFlight")
+      assert.isDefined(put)
+      const packetId = put._tag === "PutFlight" && put.flight._tag === "Publish" ? put.flight.packet.packetId! : 0
+      session.handle({ _tag: "Puback", packetId })
+      yield* Deferred.succeed(hold.release, undefined)
+      assert.strictEqual(yield* Fiber.join(publishing), packetId)
+      assert.strictEqual(session.pending(), 0)
+    }))
 })
