@@ -7,6 +7,8 @@
  * - `link`: `Connection.connect` — the same plus the codec's decoder, the outbox and its writer fiber, the link scope.
  * - `client`: `MqttClient.make` — a link plus `Session`, `Keepalive`, the supervisor, status and local subscriptions.
  * - `subscribed`: a client with one subscription (a stream's queue), as scenario 7 of `npm run bench` measures.
+ * - `offline`, apart: `MqttClient.makeNoDeps` over a fake link that never receives — the client layer's own heap and
+ *   CPU, without a socket or a broker.
  *
  * Figures are the growth of `heapUsed` and RSS after a full GC over the baseline taken before the first connection,
  * divided by the number of connections, and the process's CPU time (user + system) spent opening them all, per
@@ -27,20 +29,37 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import { MqttClient } from "effect-mqtt"
+import * as Session from "../src/Client/Session.ts"
 import * as Codec from "../src/Codec/Codec.ts"
 import * as ConnectOptions from "../src/Connection/ConnectOptions.ts"
 import * as Connection from "../src/Connection/Connection.ts"
+import * as Keepalive from "../src/Connection/Keepalive.ts"
 import * as NodeTransport from "../src/Connection/NodeTransport.ts"
 import * as Mosquitto from "../test/utils/Mosquitto.ts"
 
-const layers = ["socket", "link", "client", "subscribed"] as const
+const layers = ["socket", "link", "client", "subscribed", "offline"] as const
 type LayerName = typeof layers[number]
 
 const descriptions: Record<LayerName, string> = {
   socket: "NodeSocket: reader + writer, CONNECT/CONNACK, one pulling fiber",
   link: "Connection.connect: + decoder, outbox, writer fiber, link scope",
   client: "MqttClient.make: + Session, Keepalive, supervisor, status",
-  subscribed: "+ one subscription (scenario 7)"
+  subscribed: "+ one subscription (scenario 7)",
+  offline: "apart: MqttClient.makeNoDeps over a fake link, no socket (the client layer's own cost)"
+}
+
+/** A link that is open and never receives anything: the client layer without I/O. */
+const fakeLink: Connection.Link = {
+  connack: { _tag: "Connack", sessionPresent: false, returnCode: 0 },
+  url: "mqtt://fake",
+  pull: Effect.never,
+  offer: () => undefined,
+  send: () => Effect.void,
+  disconnect: Effect.void,
+  lastSentAt: () => 0,
+  lastReceivedAt: () => 0,
+  receivedCount: () => 0,
+  abort: () => Effect.void
 }
 
 interface Figures {
@@ -75,6 +94,18 @@ const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unk
         const options = resolved(url, i)
         const link = yield* Connection.connect(yield* NodeTransport.make(options), options)
         yield* Effect.forkScoped(Effect.forever(link.pull))
+        return
+      }
+      case "offline": {
+        const options = { url, clientId: `fp-${process.pid}-${i}`, keepalive: 60, reconnect: false } as const
+        yield* MqttClient.makeNoDeps(options).pipe(
+          Effect.provideService(
+            Connection.Connection,
+            Connection.Connection.of({ options: resolved(url, i), connect: Effect.succeed(fakeLink) })
+          ),
+          Effect.provideService(Keepalive.Keepalive, Keepalive.make),
+          Effect.provideService(Session.Session, Session.make())
+        )
         return
       }
       case "client":
@@ -190,9 +221,8 @@ const parent = (
       const heap = median(runs.map((r) => r.heapPerConnection))
       const rss = median(runs.map((r) => r.rssPerConnection))
       const cpu = median(runs.map((r) => r.cpuMicrosPerConnection))
-      lines.push(
-        `| ${layer} | ${descriptions[layer]} | ${kb(heap)} | ${kb(heap - previous)} | ${kb(rss)} | ${cpu.toFixed(0)} |`
-      )
+      const added = layer === "offline" ? "–" : kb(heap - previous)
+      lines.push(`| ${layer} | ${descriptions[layer]} | ${kb(heap)} | ${added} | ${kb(rss)} | ${cpu.toFixed(0)} |`)
       previous = heap
     }
     process.stdout.write(lines.join("\n") + "\n")
