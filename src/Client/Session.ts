@@ -82,62 +82,95 @@ export class Session extends Context.Service<Session, {
 
 type Waiter = (completion: SessionState.Completion) => void
 
+type Started = Result.Result<
+  { readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined },
+  MqttError.MqttError
+>
+
 const incomplete = (operation: string) =>
   MqttError.make(new MqttError.OperationIncomplete({ operation, detail: "the broker's answer did not match" }))
 
+const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
+
+const publishCompletion = (completion: SessionState.Completion): Effect.Effect<Packet.PacketId, MqttError.MqttError> =>
+  completion._tag === "Dropped" ? Effect.fail(completion.error) : Effect.succeed(completion.packetId)
+
+const subscribeCompletion = (
+  completion: SessionState.Completion
+): Effect.Effect<ReadonlyArray<Packet.SubackReturnCode>, MqttError.MqttError> => {
+  switch (completion._tag) {
+    case "Subscribed":
+      return Effect.succeed(completion.returnCodes)
+    case "Dropped":
+      return Effect.fail(completion.error)
+    default:
+      return Effect.fail(incomplete("subscribe"))
+  }
+}
+
+const unsubscribeCompletion = (completion: SessionState.Completion): Effect.Effect<void, MqttError.MqttError> =>
+  completion._tag === "Unsubscribed"
+    ? Effect.void
+    : Effect.fail(completion._tag === "Dropped" ? completion.error : incomplete("unsubscribe"))
+
 /**
- * Builds a session.
- *
- * @since 0.1.0
+ * The session as one object: its methods live on the prototype, so a client costs its fields, not a closure per
+ * method (1,000 clients in one process). Effect-valued members are getters, built when used.
  */
-export const make = (options: Options = {}): Session["Service"] => {
-  const state = new SessionState.SessionState(options)
-  const failWhenFull = options.onInflightFull === "fail"
-  const waiters = new Map<Packet.PacketId, Waiter>()
-  let windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
-  let idleWaiters: Array<() => void> = []
-  let link: Connection.Link | undefined
-  let closed = false
-  let journal: SessionStore.Journal | undefined
+type Service = Session["Service"]
+
+class SessionImpl implements Service {
+  readonly state: SessionState.SessionState
+  readonly #failWhenFull: boolean
+  readonly #waiters = new Map<Packet.PacketId, Waiter>()
+  #windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
+  #idleWaiters: Array<() => void> = []
+  #link: Connection.Link | undefined = undefined
+  #closed = false
+  #journal: SessionStore.Journal | undefined = undefined
   /**
    * With a journal only (made on first use): operations started whose waiter is not registered yet, their flight
    * being stored, each with the completion that arrived meanwhile, if any.
    */
-  let storing: Map<Packet.PacketId, SessionState.Completion | undefined> | undefined
-  const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
+  #storing: Map<Packet.PacketId, SessionState.Completion | undefined> | undefined = undefined
 
-  const wakeWindow = () => {
-    if (windowWaiters.length === 0 || !state.windowOpen) return
-    const woken = windowWaiters
-    windowWaiters = []
+  constructor(options: Options) {
+    this.state = new SessionState.SessionState(options)
+    this.#failWhenFull = options.onInflightFull === "fail"
+  }
+
+  #wakeWindow(): void {
+    if (this.#windowWaiters.length === 0 || !this.state.windowOpen) return
+    const woken = this.#windowWaiters
+    this.#windowWaiters = []
     for (const wake of woken) wake()
   }
 
-  const complete = (completions: ReadonlyArray<SessionState.Completion>) => {
+  #wakeIdle(): void {
+    if (this.#idleWaiters.length === 0 || this.state.pending > 0) return
+    const woken = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const wake of woken) wake()
+  }
+
+  #complete(completions: ReadonlyArray<SessionState.Completion>): void {
     for (const completion of completions) {
-      const waiter = waiters.get(completion.packetId)
+      const waiter = this.#waiters.get(completion.packetId)
       if (waiter !== undefined) {
-        waiters.delete(completion.packetId)
+        this.#waiters.delete(completion.packetId)
         waiter(completion)
-      } else if (storing?.has(completion.packetId) === true) {
-        storing.set(completion.packetId, completion)
+      } else if (this.#storing?.has(completion.packetId) === true) {
+        this.#storing.set(completion.packetId, completion)
       }
     }
     if (completions.length > 0) {
-      wakeWindow()
-      wakeIdle()
+      this.#wakeWindow()
+      this.#wakeIdle()
     }
   }
 
-  const wakeIdle = () => {
-    if (idleWaiters.length === 0 || state.pending > 0) return
-    const woken = idleWaiters
-    idleWaiters = []
-    for (const wake of woken) wake()
-  }
-
-  const sendAll = (packets: ReadonlyArray<Packet.ClientPacket>) => {
-    const current = link
+  #sendAll(packets: ReadonlyArray<Packet.ClientPacket>): void {
+    const current = this.#link
     if (current === undefined) return
     for (const packet of packets) {
       // A failed offer means the link is dying; the session keeps the flight and resends it on the next link.
@@ -150,201 +183,214 @@ export const make = (options: Options = {}): Session["Service"] => {
    * registered and its packet sent before any other fiber can run, so no answer can arrive unawaited. Interrupting
    * the caller stops the wait; the flight stays in the session and is still delivered.
    */
-  const operation = <A>(
-    start: () => Result.Result<{ readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined }, MqttError.MqttError>,
+  #operation<A>(
+    start: () => Started,
     onCompletion: (completion: SessionState.Completion) => Effect.Effect<A, MqttError.MqttError>
-  ) =>
-    journal === undefined
-      ? Effect.callback<A, MqttError.MqttError>((resume) => {
-        if (closed) return resume(Effect.fail(closedError("operation")))
-        const started = start()
-        if (Result.isFailure(started)) return resume(Effect.fail(started.failure))
-        const { packetId, send } = started.success
-        waiters.set(packetId, (completion) => resume(onCompletion(completion)))
-        if (send !== undefined) sendAll([send])
-        return Effect.sync(() => {
-          waiters.delete(packetId)
-        })
+  ): Effect.Effect<A, MqttError.MqttError> {
+    if (this.#journal !== undefined) return this.#storedOperation(start, onCompletion)
+    return Effect.callback<A, MqttError.MqttError>((resume) => {
+      if (this.#closed) return resume(Effect.fail(closedError("operation")))
+      const started = start()
+      if (Result.isFailure(started)) return resume(Effect.fail(started.failure))
+      const { packetId, send } = started.success
+      this.#waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+      if (send !== undefined) this.#sendAll([send])
+      return Effect.sync(() => {
+        this.#waiters.delete(packetId)
       })
-      : storedOperation(start, onCompletion)
+    })
+  }
 
   /**
    * With a store: the flight is stored before its packet is sent (write-ahead). A completion that arrives while it
    * is being stored (a reconnect resent it meanwhile) is kept for the waiter. If storing fails, the flight is
    * forgotten and the caller gets the `PersistenceError`: nothing is sent that the store does not hold.
    */
-  const storedOperation = <A>(
-    start: () => Result.Result<{ readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined }, MqttError.MqttError>,
+  #storedOperation<A>(
+    start: () => Started,
     onCompletion: (completion: SessionState.Completion) => Effect.Effect<A, MqttError.MqttError>
-  ) =>
-    Effect.suspend(() => {
-      if (closed) return Effect.fail(closedError("operation"))
+  ): Effect.Effect<A, MqttError.MqttError> {
+    return Effect.suspend(() => {
+      if (this.#closed) return Effect.fail(closedError("operation"))
       const started = start()
       if (Result.isFailure(started)) return Effect.fail(started.failure)
       const { packetId, send } = started.success
-      const pending = storing ??= new Map()
+      const pending = this.#storing ??= new Map()
       pending.set(packetId, undefined)
-      return flush.pipe(
+      return this.flush.pipe(
         Effect.tapError(() =>
           Effect.sync(() => {
             pending.delete(packetId)
-            state.abandon(packetId)
-            wakeWindow()
+            this.state.abandon(packetId)
+            this.#wakeWindow()
           })
         ),
         Effect.andThen(Effect.callback<A, MqttError.MqttError>((resume) => {
           const done = pending.get(packetId)
           pending.delete(packetId)
           if (done !== undefined) return resume(onCompletion(done))
-          waiters.set(packetId, (completion) => resume(onCompletion(completion)))
-          if (send !== undefined && state.outgoing.has(packetId)) sendAll([send])
+          this.#waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+          if (send !== undefined && this.state.outgoing.has(packetId)) this.#sendAll([send])
           return Effect.sync(() => {
-            waiters.delete(packetId)
+            this.#waiters.delete(packetId)
           })
         }))
       )
     })
+  }
 
-  const flush: Effect.Effect<void, MqttError.MqttError> = Effect.suspend(() =>
-    journal !== undefined && state.journalPending ? journal.append(state.takeJournal()) : Effect.void
-  )
+  get flush(): Effect.Effect<void, MqttError.MqttError> {
+    return Effect.suspend(() =>
+      this.#journal !== undefined && this.state.journalPending ? this.#journal.append(this.state.takeJournal()) : Effect.void
+    )
+  }
 
-  const awaitWindow = Effect.callback<void, MqttError.MqttError>((resume) => {
-    if (state.windowOpen) return resume(Effect.void)
-    const wake = (error?: MqttError.MqttError) => resume(error === undefined ? Effect.void : Effect.fail(error))
-    windowWaiters.push(wake)
-    return Effect.sync(() => {
-      windowWaiters = windowWaiters.filter((w) => w !== wake)
+  get #awaitWindow(): Effect.Effect<void, MqttError.MqttError> {
+    return Effect.callback<void, MqttError.MqttError>((resume) => {
+      if (this.state.windowOpen) return resume(Effect.void)
+      const wake = (error?: MqttError.MqttError) => resume(error === undefined ? Effect.void : Effect.fail(error))
+      this.#windowWaiters.push(wake)
+      return Effect.sync(() => {
+        this.#windowWaiters = this.#windowWaiters.filter((w) => w !== wake)
+      })
     })
-  })
+  }
 
-  const isWindowFull = (error: MqttError.MqttError) => !failWhenFull && error.reason._tag === "MaxMessagesInflight"
-
-  const disconnectedError = () => MqttError.make(new MqttError.Disconnected({ operation: "publish" }))
-
-  const publishQos0 = (request: SessionState.PublishRequest) =>
-    Effect.suspend((): Effect.Effect<undefined, MqttError.MqttError> => {
-      if (closed) return Effect.fail(closedError("publish"))
-      const started = state.publish(request)
+  #publishQos0(request: SessionState.PublishRequest): Effect.Effect<undefined, MqttError.MqttError> {
+    return Effect.suspend((): Effect.Effect<undefined, MqttError.MqttError> => {
+      if (this.#closed) return Effect.fail(closedError("publish"))
+      const started = this.state.publish(request)
       if (Result.isFailure(started)) return Effect.fail(started.failure)
       // QoS 0 completes when written; one queued offline is complete once queued.
       if (started.success.queued) return Effect.succeed(undefined)
-      const current = link
-      if (current === undefined) return Effect.fail(disconnectedError())
+      const current = this.#link
+      if (current === undefined) return Effect.fail(closedError("publish"))
       return Effect.as(current.send(started.success.packet), undefined)
     })
+  }
 
-  const publishOnce = (request: SessionState.PublishRequest) =>
-    operation(
+  publish(request: SessionState.PublishRequest): Effect.Effect<Packet.PacketId | undefined, MqttError.MqttError> {
+    if (request.qos === 0) return this.#publishQos0(request)
+    const once = this.#operation(
       () =>
-        Result.map(state.publish(request), ({ packet, queued }) => ({
+        Result.map(this.state.publish(request), ({ packet, queued }) => ({
           packetId: packet.packetId!,
           send: queued ? undefined : packet
         })),
-      (completion) => completion._tag === "Dropped" ? Effect.fail(completion.error) : Effect.succeed(completion.packetId)
+      publishCompletion
     )
+    return Effect.catchIf(
+      once,
+      (error) => !this.#failWhenFull && error.reason._tag === "MaxMessagesInflight",
+      () => Effect.andThen(this.#awaitWindow, this.publish(request))
+    )
+  }
 
-  const publish = (request: SessionState.PublishRequest): Effect.Effect<Packet.PacketId | undefined, MqttError.MqttError> =>
-    request.qos === 0
-      ? publishQos0(request)
-      : Effect.catchIf(publishOnce(request), isWindowFull, () => Effect.andThen(awaitWindow, publish(request)))
-
-  const subscribe = (subscriptions: ReadonlyArray<Packet.Subscription>) =>
-    operation(
+  subscribe(
+    subscriptions: ReadonlyArray<Packet.Subscription>
+  ): Effect.Effect<ReadonlyArray<Packet.SubackReturnCode>, MqttError.MqttError> {
+    return this.#operation(
       () =>
-        Result.map(state.subscribe(subscriptions), (packet) => ({
+        Result.map(this.state.subscribe(subscriptions), (packet) => ({
           packetId: packet.packetId,
-          send: state.isConnected ? packet : undefined
+          send: this.state.isConnected ? packet : undefined
         })),
-      (completion): Effect.Effect<ReadonlyArray<Packet.SubackReturnCode>, MqttError.MqttError> => {
-        switch (completion._tag) {
-          case "Subscribed":
-            return Effect.succeed(completion.returnCodes)
-          case "Dropped":
-            return Effect.fail(completion.error)
-          default:
-            return Effect.fail(incomplete("subscribe"))
-        }
-      }
+      subscribeCompletion
     )
+  }
 
-  const unsubscribe = (topicFilters: ReadonlyArray<string>) =>
-    operation(
+  unsubscribe(topicFilters: ReadonlyArray<string>): Effect.Effect<void, MqttError.MqttError> {
+    return this.#operation(
       () =>
-        Result.map(state.unsubscribe(topicFilters), (packet) => ({
+        Result.map(this.state.unsubscribe(topicFilters), (packet) => ({
           packetId: packet.packetId,
-          send: state.isConnected ? packet : undefined
+          send: this.state.isConnected ? packet : undefined
         })),
-      (completion): Effect.Effect<void, MqttError.MqttError> =>
-        completion._tag === "Unsubscribed"
-          ? Effect.void
-          : Effect.fail(completion._tag === "Dropped" ? completion.error : incomplete("unsubscribe"))
+      unsubscribeCompletion
     )
+  }
 
-  const awaitIdle = Effect.callback<void>((resume) => {
-    if (state.pending === 0) return resume(Effect.void)
-    const wake = () => resume(Effect.void)
-    idleWaiters.push(wake)
-    return Effect.sync(() => {
-      idleWaiters = idleWaiters.filter((w) => w !== wake)
-    })
-  })
-
-  return Session.of({
-    state,
-    pending: () => state.pending + windowWaiters.length,
-    awaitIdle,
-    publish,
-    subscribe,
-    unsubscribe,
-    useJournal: (opened) =>
-      Effect.sync(() => {
-        journal = opened
-        state.enableJournal()
-        state.restore(opened.snapshot)
-        return opened.snapshot.flights.length
-      }),
-    flush,
-    mustFlush: (step) =>
-      journal !== undefined && state.journalPending && (step.send.length > 0 || step.deliver !== undefined),
-    attach: (next) =>
-      Effect.suspend(() => {
-        link = next
-        const step = state.resume(next.connack.sessionPresent)
-        // Stored before the resends go out: a crash right after them resumes from this state.
-        return Effect.map(flush, () => {
-          sendAll(step.send)
-          complete(step.completions)
-          wakeIdle()
-        })
-      }),
-    detach: Effect.sync(() => {
-      link = undefined
-      state.disconnected()
-    }),
-    handle: (packet) => {
-      const step = state.handle(packet)
-      complete(step.completions)
-      return step
-    },
-    acknowledge: (step) => {
-      if (step.send.length > 0) sendAll(step.send)
-    },
-    dropAll: (error) =>
-      Effect.sync(() => {
-        closed = true
-        // A publish waiting for a window slot was pending too: it fails with the same error (taken before the
-        // completions below would wake it to retry).
-        const waiting = windowWaiters
-        windowWaiters = []
-        for (const wake of waiting) wake(error)
-        complete(state.dropAll(error, journal !== undefined))
-        const idle = idleWaiters
-        idleWaiters = []
-        for (const wake of idle) wake()
+  get awaitIdle(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.state.pending === 0) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      this.#idleWaiters.push(wake)
+      return Effect.sync(() => {
+        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== wake)
       })
-  })
+    })
+  }
+
+  pending(): number {
+    return this.state.pending + this.#windowWaiters.length
+  }
+
+  useJournal(opened: SessionStore.Journal): Effect.Effect<number> {
+    return Effect.sync(() => {
+      this.#journal = opened
+      this.state.enableJournal()
+      this.state.restore(opened.snapshot)
+      return opened.snapshot.flights.length
+    })
+  }
+
+  mustFlush(step: SessionState.Step): boolean {
+    return this.#journal !== undefined && this.state.journalPending &&
+      (step.send.length > 0 || step.deliver !== undefined)
+  }
+
+  attach(next: Connection.Link): Effect.Effect<void, MqttError.MqttError> {
+    return Effect.suspend(() => {
+      this.#link = next
+      const step = this.state.resume(next.connack.sessionPresent)
+      // Stored before the resends go out: a crash right after them resumes from this state.
+      return Effect.map(this.flush, () => {
+        this.#sendAll(step.send)
+        this.#complete(step.completions)
+        this.#wakeIdle()
+      })
+    })
+  }
+
+  get detach(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.#link = undefined
+      this.state.disconnected()
+    })
+  }
+
+  handle(packet: Packet.ServerPacket): SessionState.Step {
+    const step = this.state.handle(packet)
+    this.#complete(step.completions)
+    return step
+  }
+
+  acknowledge(step: SessionState.Step): void {
+    if (step.send.length > 0) this.#sendAll(step.send)
+  }
+
+  dropAll(error: MqttError.MqttError): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.#closed = true
+      // A publish waiting for a window slot was pending too: it fails with the same error (taken before the
+      // completions below would wake it to retry).
+      const waiting = this.#windowWaiters
+      this.#windowWaiters = []
+      for (const wake of waiting) wake(error)
+      this.#complete(this.state.dropAll(error, this.#journal !== undefined))
+      const idle = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const wake of idle) wake()
+    })
+  }
 }
+
+/**
+ * Builds a session.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Session["Service"] => Session.of(new SessionImpl(options))
 
 /**
  * The Session service as a layer.
