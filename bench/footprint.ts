@@ -35,6 +35,7 @@ import * as ConnectOptions from "../src/Connection/ConnectOptions.ts"
 import * as Connection from "../src/Connection/Connection.ts"
 import * as Keepalive from "../src/Connection/Keepalive.ts"
 import * as NodeTransport from "../src/Connection/NodeTransport.ts"
+import { idleLink } from "../test/utils/idleLink.ts"
 import * as Mosquitto from "../test/utils/Mosquitto.ts"
 
 const layers = ["socket", "link", "client", "subscribed", "offline"] as const
@@ -45,21 +46,7 @@ const descriptions: Record<LayerName, string> = {
   link: "Connection.connect: + decoder, outbox, writer fiber, link scope",
   client: "MqttClient.make: + Session, Keepalive, supervisor, status",
   subscribed: "+ one subscription (scenario 7)",
-  offline: "apart: MqttClient.makeNoDeps over a fake link, no socket (the client layer's own cost)"
-}
-
-/** A link that is open and never receives anything: the client layer without I/O. */
-const fakeLink: Connection.Link = {
-  connack: { _tag: "Connack", sessionPresent: false, returnCode: 0 },
-  url: "mqtt://fake",
-  pull: Effect.never,
-  offer: () => undefined,
-  send: () => Effect.void,
-  disconnect: Effect.void,
-  lastSentAt: () => 0,
-  lastReceivedAt: () => 0,
-  receivedCount: () => 0,
-  abort: () => Effect.void
+  offline: "apart: MqttClient.makeNoDeps over an idle link, no socket (the client layer's own cost)"
 }
 
 interface Figures {
@@ -101,7 +88,7 @@ const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unk
         yield* MqttClient.makeNoDeps(options).pipe(
           Effect.provideService(
             Connection.Connection,
-            Connection.Connection.of({ options: resolved(url, i), connect: Effect.succeed(fakeLink) })
+            Connection.Connection.of({ options: resolved(url, i), connect: Effect.succeed(idleLink()) })
           ),
           Effect.provideService(Keepalive.Keepalive, Keepalive.make),
           Effect.provideService(Session.Session, Session.make())

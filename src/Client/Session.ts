@@ -113,6 +113,9 @@ const unsubscribeCompletion = (completion: SessionState.Completion): Effect.Effe
     ? Effect.void
     : Effect.fail(completion._tag === "Dropped" ? completion.error : incomplete("unsubscribe"))
 
+const isWindowFull = (error: MqttError.MqttError) => error.reason._tag === "MaxMessagesInflight"
+const neverWaits = () => false
+
 /**
  * The session as one object: its methods live on the prototype, so a client costs its fields, not a closure per
  * method (1,000 clients in one process). Effect-valued members are getters, built when used.
@@ -121,7 +124,8 @@ type Service = Session["Service"]
 
 class SessionImpl implements Service {
   readonly state: SessionState.SessionState
-  readonly #failWhenFull: boolean
+  /** Whether a publish refused for a full in-flight window waits for a slot: never, with `onInflightFull: "fail"`. */
+  readonly #waitsForSlot: (error: MqttError.MqttError) => boolean
   readonly #waiters = new Map<Packet.PacketId, Waiter>()
   #windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
   #idleWaiters: Array<() => void> = []
@@ -136,7 +140,7 @@ class SessionImpl implements Service {
 
   constructor(options: Options) {
     this.state = new SessionState.SessionState(options)
-    this.#failWhenFull = options.onInflightFull === "fail"
+    this.#waitsForSlot = options.onInflightFull === "fail" ? neverWaits : isWindowFull
   }
 
   #wakeWindow(): void {
@@ -281,7 +285,7 @@ class SessionImpl implements Service {
     )
     return Effect.catchIf(
       once,
-      (error) => !this.#failWhenFull && error.reason._tag === "MaxMessagesInflight",
+      this.#waitsForSlot,
       () => Effect.andThen(this.#awaitWindow, this.publish(request))
     )
   }

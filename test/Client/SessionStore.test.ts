@@ -6,7 +6,7 @@ import * as Path from "node:path"
 import * as Session from "../../src/Client/Session.ts"
 import * as SessionState from "../../src/Client/SessionState.ts"
 import * as SessionStore from "../../src/Client/SessionStore.ts"
-import type * as Connection from "../../src/Connection/Connection.ts"
+import { idleLink } from "../utils/idleLink.ts"
 
 const publish = (packetId: number, qos: 1 | 2, payload = "p"): SessionState.Flight => ({
   _tag: "Publish",
@@ -171,22 +171,6 @@ describe("SessionStore.makeMemory and SessionState journaling", () => {
 })
 
 describe("Session with a journal", () => {
-  const fakeLink = (sent: Array<Connection.OutgoingPacket>): Connection.Link => ({
-    connack: { _tag: "Connack", sessionPresent: false, returnCode: 0 },
-    url: "mqtt://fake",
-    pull: Effect.never,
-    offer: (packet) => {
-      sent.push(packet)
-      return undefined
-    },
-    send: (packet) => Effect.sync(() => void sent.push(packet)),
-    disconnect: Effect.void,
-    lastSentAt: () => 0,
-    lastReceivedAt: () => 0,
-    receivedCount: () => 0,
-    abort: () => Effect.void
-  })
-
   it.effect("an acknowledgement that arrives while its flight is being stored completes the publish once stored", () =>
     Effect.gen(function*() {
       const session = Session.make()
@@ -202,8 +186,7 @@ describe("Session with a journal", () => {
             )
           })
       })
-      const sent: Array<Connection.OutgoingPacket> = []
-      yield* session.attach(fakeLink(sent))
+      yield* session.attach(idleLink())
       hold = { started: yield* Deferred.make<void>(), release: yield* Deferred.make<void>() }
       const publishing = yield* Effect.forkChild(
         session.publish({ topic: "t/x", payload: new Uint8Array([1]), qos: 1, retain: false })
