@@ -2,7 +2,7 @@
  * Where the memory of an idle connection goes: heap and RSS per connection of effect-mqtt built up layer by layer,
  * each layer in a fresh child process against the same broker (its own Mosquitto on a free loopback port, or `--url`).
  *
- * - `socket`: `@effect/platform-node`'s `NodeSocket` as `Connection` uses it — reader and writer acquired, CONNECT
+ * - `socket`: the TCP transport (`NetSocket`) as `Connection` uses it — reader and writer acquired, CONNECT
  *   written, CONNACK read, one fiber pulling. The floor any Effect client on that socket starts from.
  * - `link`: `Connection.connect` — the same plus the codec's decoder, the outbox and its writer fiber, the link scope.
  * - `client`: `MqttClient.make` — a link plus `Session`, `Keepalive`, the supervisor, status and local subscriptions.
@@ -42,7 +42,7 @@ const layers = ["socket", "link", "client", "subscribed", "offline"] as const
 type LayerName = typeof layers[number]
 
 const descriptions: Record<LayerName, string> = {
-  socket: "NodeSocket: reader + writer, CONNECT/CONNACK, one pulling fiber",
+  socket: "NetSocket: reader + writer, CONNECT/CONNACK, one pulling fiber",
   link: "Connection.connect: + decoder, outbox, writer fiber, link scope",
   client: "MqttClient.make: + Session, Keepalive, supervisor, status",
   subscribed: "+ one subscription (scenario 7)",

@@ -1,6 +1,6 @@
 /**
- * Node transports: the `Socket.Socket` a resolved URL asks for — TCP (`mqtt://`, `tcp://`), TLS (`mqtts://`,
- * `ssl://`, `tls://`) from `@effect/platform-node`'s `NodeSocket`, and WebSocket (`ws://`, `wss://`) over the `ws`
+ * Node transports: the `Socket.Socket` a resolved URL asks for — TCP (`mqtt://`, `tcp://`) and TLS (`mqtts://`,
+ * `ssl://`, `tls://`) from `NetSocket`, and WebSocket (`ws://`, `wss://`) over the `ws`
  * package with the `mqtt` subprotocol [MQTT-6.0.0-3] and the same TLS options as `mqtts://`.
  *
  * A `Socket.Socket` is a dialer: every acquisition of its reader opens a new connection, so one transport serves
@@ -12,7 +12,6 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { WebSocket } from "@effect/platform-node/NodeWS"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -21,6 +20,7 @@ import * as Socket from "effect/socket/Socket"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as ConnectOptions from "./ConnectOptions.ts"
 import * as Connection from "./Connection.ts"
+import * as NetSocket from "./NetSocket.ts"
 
 type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
 
@@ -99,11 +99,11 @@ export const make = (resolved: ConnectOptions.Resolved): Effect.Effect<Socket.So
   Effect.flatMap(warnUnverified(resolved), () => {
     switch (resolved.transport) {
       case "tcp":
-        return NodeSocket.makeNet({ host: resolved.host, port: resolved.port, noDelay: true })
+        return Effect.succeed(NetSocket.make({ transport: "tcp", host: resolved.host, port: resolved.port }))
       case "tls":
         return Effect.flatMap(
           tlsConnectionOptions(resolved),
-          (tls) => NodeSocket.makeTls({ host: resolved.host, port: resolved.port, ...tls })
+          (tls) => Effect.succeed(NetSocket.make({ ...tls, transport: "tls", host: resolved.host, port: resolved.port }))
         )
       case "ws":
       case "wss":

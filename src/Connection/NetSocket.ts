@@ -1,0 +1,270 @@
+/**
+ * A `Socket.Socket` over `node:net` and `node:tls`: the TCP and TLS transport of `mqtt://` and `mqtts://`.
+ *
+ * Each acquisition of the reader dials one connection (TLS: until the handshake is done, verifying the broker's
+ * certificate unless told not to) and closes it with the reader's scope. The socket reads in flowing mode: every
+ * chunk Node receives is kept as it came (no copy, no `nextTick` hop before the read loop sees it) and handed to a
+ * waiting pull at once; when the chunks nobody pulled reach `highWaterMark` bytes the socket is paused, so the kernel
+ * window closes and the broker waits — a slow consumer costs bounded memory. Writes go straight to the socket; the
+ * writer also offers them synchronously (`directWriter`), which lets `Connection` write a batch without resuming its
+ * writer fiber, and waits for `drain` when Node's buffer is full.
+ *
+ * It replaces `@effect/platform-node`'s `NodeSocket` for TCP and TLS (WebSockets still use `NodeWS`): that adapter
+ * reads in paused mode (a `nextTick` and a concatenating `read()` per batch) and has no synchronous write, and it
+ * holds about 6 KB more per connection. Errors are the same `Socket.SocketError` reasons it uses: `SocketOpenError`
+ * when dialing or the handshake fails, `SocketReadError` on a socket error, `SocketCloseError` at the end of the
+ * stream, `SocketWriteError` for a write to a closed connection.
+ *
+ * @since 0.1.0
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Effect from "effect/Effect"
+import * as Socket from "effect/socket/Socket"
+import * as Net from "node:net"
+import * as Tls from "node:tls"
+
+/**
+ * What `Connection`'s outbox uses to write without a fiber: `writeNow` writes a batch and returns `true` when Node's
+ * buffer is over its high-water mark, after which nothing more may be written before `drained` succeeds.
+ *
+ * @since 0.1.0
+ */
+export interface DirectWriter {
+  /** Whether a connection is open and not ending: only then does `writeNow` write anything. */
+  readonly writable: () => boolean
+  readonly writeNow: (chunks: NonEmptyReadonlyArray<Uint8Array>) => boolean
+  /** Succeeds once Node's buffer has room; fails when no connection is open or it closes first. */
+  readonly drained: Effect.Effect<void, Socket.SocketError>
+}
+
+const DirectWriterKey = "effect-mqtt/DirectWriter"
+
+/**
+ * The synchronous writer of a writer made by this module, or `undefined` for any other transport.
+ *
+ * @since 0.1.0
+ */
+export const directWriter = (writer: Socket.Writer): DirectWriter | undefined =>
+  (writer as { readonly [DirectWriterKey]?: DirectWriter })[DirectWriterKey]
+
+/**
+ * Where to dial.
+ *
+ * @since 0.1.0
+ */
+export type DialOptions =
+  | { readonly transport: "tcp"; readonly host: string; readonly port: number }
+  | ({ readonly transport: "tls"; readonly host: string; readonly port: number } & Tls.ConnectionOptions)
+
+/** Unpulled bytes from which the socket stops reading; Node's own default buffer for a socket. */
+const HIGH_WATER_MARK = 64 * 1024
+
+const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
+
+const writeError = (cause: unknown) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
+
+/** One open connection: its chunks not yet pulled, the pull waiting for them, and how it ended. */
+class Connection {
+  chunks: Array<Uint8Array> = []
+  bytes = 0
+  paused = false
+  error: Socket.SocketError | undefined = undefined
+  waiter: ((effect: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>) => void) | undefined =
+    undefined
+
+  readonly conn: Net.Socket
+
+  constructor(conn: Net.Socket) {
+    this.conn = conn
+    conn.on("data", this.onData)
+    conn.on("end", this.onEnd)
+    conn.on("close", this.onClose)
+    // An error is followed by `close`; this listener also keeps it from being thrown.
+    conn.on("error", this.onError)
+  }
+
+  readonly onData = (chunk: Buffer): void => {
+    const waiter = this.waiter
+    if (waiter !== undefined) {
+      this.waiter = undefined
+      return waiter(Effect.succeed([chunk]))
+    }
+    this.chunks.push(chunk)
+    this.bytes += chunk.length
+    if (this.bytes >= HIGH_WATER_MARK && !this.paused) {
+      this.paused = true
+      this.conn.pause()
+    }
+  }
+
+  /** Chunks received before the end are still pulled first; then the pull fails with `error`. */
+  end(error: Socket.SocketError): void {
+    this.error ??= error
+    const waiter = this.waiter
+    if (waiter !== undefined && this.chunks.length === 0) {
+      this.waiter = undefined
+      waiter(Effect.fail(this.error))
+    }
+  }
+
+  readonly onEnd = (): void => this.end(closeError(1000))
+  readonly onError = (cause: Error): void =>
+    this.end(new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) }))
+  readonly onClose = (hadError: boolean): void => this.end(closeError(hadError ? 1006 : 1000))
+
+  readonly cancelPull = Effect.sync(() => {
+    this.waiter = undefined
+  })
+
+  readonly awaitChunks = Effect.callback<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>((resume) => {
+    this.waiter = resume
+    return this.cancelPull
+  })
+
+  readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> = Effect.suspend(() => {
+    if (this.chunks.length > 0) {
+      const chunks = this.chunks as unknown as NonEmptyReadonlyArray<Uint8Array>
+      this.chunks = []
+      this.bytes = 0
+      if (this.paused && this.error === undefined) {
+        this.paused = false
+        this.conn.resume()
+      }
+      return Effect.succeed(chunks)
+    }
+    return this.error !== undefined ? Effect.fail(this.error) : this.awaitChunks
+  })
+
+  /** Closes the connection: after the bytes already written when it was open, at once otherwise. */
+  close(): void {
+    this.end(closeError(1006))
+    const conn = this.conn
+    if (conn.destroyed) return
+    if (conn.connecting || conn.pending) conn.destroy()
+    else conn.destroySoon()
+  }
+}
+
+/** Dials; the connection's listeners are attached before anything else can run, so no error goes unheard. */
+const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketError> =>
+  Effect.callback<Connection, Socket.SocketError>((resume) => {
+    const conn: Net.Socket = options.transport === "tls" ? Tls.connect(options) : Net.createConnection(options)
+    const ready = options.transport === "tls" ? "secureConnect" : "connect"
+    const onReady = () => {
+      conn.off("error", onError)
+      conn.setNoDelay(true)
+      resume(Effect.succeed(new Connection(conn)))
+    }
+    const onError = (cause: Error) => {
+      conn.off(ready, onReady)
+      resume(Effect.fail(new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })))
+    }
+    conn.once(ready, onReady)
+    conn.once("error", onError)
+    // Interrupted while dialing (the connect timeout): nothing is left open.
+    return Effect.sync(() => {
+      conn.off(ready, onReady)
+      conn.off("error", onError)
+      conn.on("error", () => {})
+      conn.destroy()
+    })
+  })
+
+const notConnected = Effect.fail(writeError(new Error("not connected")))
+
+/**
+ * A socket that dials `options` at every acquisition of its reader; its writer writes to the connection open at the
+ * time (acquire the reader first).
+ *
+ * @since 0.1.0
+ */
+export const make = (options: DialOptions): Socket.Socket => {
+  let current: Connection | undefined
+
+  const reader: Socket.Socket["reader"] = Effect.map(
+    Effect.acquireRelease(
+      Effect.map(dial(options), (connection) => (current = connection)),
+      (connection) =>
+        Effect.sync(() => {
+          if (current === connection) current = undefined
+          connection.close()
+        }),
+      // A dial is interruptible (the connect timeout): `dial` then destroys the half-open socket.
+      { interruptible: true }
+    ),
+    (connection): Socket.Reader => ({
+      pull: connection.pull,
+      upgrade: () =>
+        Effect.fail(
+          new Socket.SocketError({
+            reason: new Socket.SocketUpgradeError({ cause: new Error("dial with mqtts:// for TLS") })
+          })
+        )
+    })
+  )
+
+  const writable = (): boolean => {
+    const conn = current?.conn
+    return conn !== undefined && !conn.destroyed && !conn.writableEnded
+  }
+
+  const drained: Effect.Effect<void, Socket.SocketError> = Effect.suspend(() => {
+    const connection = current
+    if (connection === undefined) return notConnected
+    const conn = connection.conn
+    if (conn.destroyed || conn.writableEnded) return Effect.fail(writeError(new Error("socket closed")))
+    if (!conn.writableNeedDrain) return Effect.void
+    return Effect.callback<void, Socket.SocketError>((resume) => {
+      const cleanup = () => {
+        conn.off("drain", onDrain)
+        conn.off("close", onClose)
+      }
+      const onDrain = () => {
+        cleanup()
+        resume(Effect.void)
+      }
+      const onClose = () => {
+        cleanup()
+        resume(Effect.fail(writeError(new Error("socket closed"))))
+      }
+      conn.on("drain", onDrain)
+      conn.on("close", onClose)
+      return Effect.sync(cleanup)
+    })
+  })
+
+  const writeNow = (chunks: NonEmptyReadonlyArray<Uint8Array | string>): boolean => {
+    if (!writable()) return true
+    const conn = current!.conn
+    if (chunks.length === 1) return !conn.write(chunks[0]!)
+    conn.cork()
+    let full = false
+    for (let i = 0; i < chunks.length; i++) full = !conn.write(chunks[i]!) || full
+    conn.uncork()
+    return full
+  }
+
+  const writeAll = (chunks: NonEmptyReadonlyArray<Uint8Array | string>): Effect.Effect<void, Socket.SocketError> =>
+    Effect.suspend(() => {
+      if (current === undefined) return notConnected
+      return writeNow(chunks) ? drained : Effect.void
+    })
+
+  const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
+    Socket.isCloseEvent(chunk)
+      ? Effect.sync(() => {
+        current?.conn.destroy(chunk.code > 1000 ? new Error(`closed with code ${chunk.code}`) : undefined)
+      })
+      : writeAll([chunk])
+
+  const direct: DirectWriter = { writable, writeNow, drained }
+  const writer: Socket.Socket["writer"] = Effect.acquireRelease(
+    Effect.succeed({ write, writeAll, [DirectWriterKey]: direct } as Socket.Writer),
+    () =>
+      Effect.sync(() => {
+        const conn = current?.conn
+        if (conn !== undefined && !conn.writableEnded) conn.end()
+      })
+  )
+  return Socket.make({ reader, writer })
+}
