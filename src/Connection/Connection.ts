@@ -31,6 +31,7 @@ import * as Codec from "../Codec/Codec.ts"
 import * as Packet from "../Codec/Packet.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as ConnectOptions from "./ConnectOptions.ts"
+import * as NetSocket from "./NetSocket.ts"
 
 /**
  * The packets a client may send on an established link (CONNECT is sent once, by `connect`).
@@ -180,8 +181,10 @@ const disconnected = (operation: string) => MqttError.make(new MqttError.Disconn
 // ---------------------------------------------------------------------------------------------------------------------
 
 /**
- * The outgoing side of one connection: packets are encoded when queued, and the writer fiber sends everything queued
- * since its last write with one `writeAll`. Each batch has one `Deferred`, completed when it is written.
+ * The outgoing side of one connection: packets are encoded when queued, and everything queued in one synchronous run
+ * goes out in one write. Over a transport with a direct writer (`NetSocket`: TCP and TLS) the outbox writes that batch
+ * itself in a microtask and the writer fiber only waits for `drain`; over any other `Socket` the writer fiber sends it
+ * with one `writeAll`. Each batch has one `Deferred`, completed when it is written.
  */
 class Outbox {
   chunks: Array<Uint8Array> = []
@@ -191,6 +194,19 @@ class Outbox {
   closed = false
   wake: (() => void) | undefined = undefined
   #wakeScheduled = false
+  /**
+   * The transport's synchronous writer, when it has one: batches are then written by the scheduled flush itself and
+   * the writer fiber only waits for `drain` (`blocked`) — no fiber resumption per batch.
+   */
+  readonly direct: NetSocket.DirectWriter | undefined
+  /** A direct write filled Node's buffer (or found the socket closed): the writer fiber owns the next write. */
+  blocked = false
+  readonly onWritten: () => void
+
+  constructor(direct: NetSocket.DirectWriter | undefined, onWritten: () => void) {
+    this.direct = direct
+    this.onWritten = onWritten
+  }
 
   offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
     if (this.failure !== undefined) return this.failure
@@ -220,16 +236,45 @@ class Outbox {
    * acknowledgements, the publishes it lets through) goes out in one write.
    */
   #scheduleWake(): void {
-    if (this.wake === undefined || this.#wakeScheduled) return
+    if (this.#wakeScheduled) return
+    if (this.direct === undefined ? this.wake === undefined : this.blocked) return
     this.#wakeScheduled = true
-    queueMicrotask(() => {
-      this.#wakeScheduled = false
-      const wake = this.wake
-      if (wake !== undefined) {
-        this.wake = undefined
-        wake()
-      }
-    })
+    queueMicrotask(this.#flush)
+  }
+
+  readonly #flush = (): void => {
+    this.#wakeScheduled = false
+    if (this.direct !== undefined) return this.writeDirect()
+    this.#wakeWriter()
+  }
+
+  #wakeWriter(): void {
+    const wake = this.wake
+    if (wake !== undefined) {
+      this.wake = undefined
+      wake()
+    }
+  }
+
+  /**
+   * Writes the queued batch through the direct writer. When the socket is not writable the batch stays queued and the
+   * writer fiber takes over: its wait for `drain` fails, which fails the batch with the socket's error.
+   */
+  writeDirect(): void {
+    const direct = this.direct!
+    if (this.blocked || this.failure !== undefined || this.chunks.length === 0) return
+    if (!direct.writable()) {
+      this.blocked = true
+      return this.#wakeWriter()
+    }
+    const batch = this.take()!
+    const full = direct.writeNow(batch.chunks)
+    this.onWritten()
+    Deferred.doneUnsafe(batch.written, Exit.void)
+    if (full) {
+      this.blocked = true
+      this.#wakeWriter()
+    }
   }
 
   /** Takes the queued batch, or undefined when empty; runs of small packets are joined into one buffer. */
@@ -246,11 +291,7 @@ class Outbox {
     this.failure = error
     this.chunks = []
     Deferred.doneUnsafe(this.written, Exit.fail(error))
-    const wake = this.wake
-    if (wake !== undefined) {
-      this.wake = undefined
-      wake()
-    }
+    this.#wakeWriter()
   }
 }
 
@@ -302,7 +343,6 @@ export const connect = (
     const clock = yield* Clock.Clock
     const url = options.url
     const decoder = new Codec.Decoder({ maximumPacketSize: options.maximumPacketSize })
-    const outbox = new Outbox()
     let lastSentAt = clock.currentTimeMillisUnsafe()
     let lastReceivedAt = lastSentAt
     let receivedCount = 0
@@ -352,6 +392,10 @@ export const connect = (
     )
 
     const { readChunks, writer, connack, rest } = yield* handshake
+    const direct = NetSocket.directWriter(writer)
+    const outbox = new Outbox(direct, () => {
+      lastSentAt = clock.currentTimeMillisUnsafe()
+    })
 
     // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
     let linkClosed = false
@@ -368,6 +412,38 @@ export const connect = (
      */
     const closeSocket = (error: MqttError.MqttError) =>
       linkClosed ? Effect.void : Effect.ignore(writer.write(new Socket.CloseEvent(1006, error.message)))
+
+    const writeFailed = (failure: MqttError.MqttError) => {
+      aborted ??= failure
+      outbox.fail(failure)
+      // Wake a pending pull: the connection is unusable once a write failed.
+      return closeSocket(failure)
+    }
+
+    /** With a direct writer, batches are written by the outbox itself; this fiber waits for `drain` when told to. */
+    const drainLoop = (direct: NetSocket.DirectWriter): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (true) {
+          if (outbox.failure !== undefined) return
+          if (!outbox.blocked) {
+            yield* Effect.callback<void>((resume) => {
+              if (outbox.blocked || outbox.failure !== undefined) return resume(Effect.void)
+              outbox.wake = () => resume(Effect.void)
+              return Effect.sync(() => {
+                outbox.wake = undefined
+              })
+            })
+            continue
+          }
+          const failure = yield* direct.drained.pipe(
+            Effect.as(undefined),
+            Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
+          )
+          if (failure !== undefined) return yield* writeFailed(failure)
+          outbox.blocked = false
+          outbox.writeDirect()
+        }
+      })
 
     const writeLoop: Effect.Effect<void> = Effect.gen(function*() {
       while (true) {
@@ -393,18 +469,14 @@ export const connect = (
           Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
         )
         if (failure !== undefined) {
-          aborted ??= failure
           Deferred.doneUnsafe(batch.written, Exit.fail(failure))
-          outbox.fail(failure)
-          // Wake a pending pull: the connection is unusable once a write failed.
-          yield* closeSocket(failure)
-          return
+          return yield* writeFailed(failure)
         }
-        lastSentAt = clock.currentTimeMillisUnsafe()
+        outbox.onWritten()
         Deferred.doneUnsafe(batch.written, Exit.void)
       }
     })
-    yield* Effect.forkIn(writeLoop, scope)
+    yield* Effect.forkIn(direct === undefined ? writeLoop : drainLoop(direct), scope)
 
     let pending: ReadonlyArray<Packet.Packet> | undefined = rest.length > 0 ? rest : undefined
 
