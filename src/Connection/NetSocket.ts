@@ -61,6 +61,9 @@ const HIGH_WATER_MARK = 64 * 1024
 
 const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
 
+const openError = (cause: unknown) =>
+  new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
+
 const writeError = (cause: unknown) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 
 /** One open connection: its chunks not yet pulled, the pull waiting for them, and how it ended. */
@@ -148,7 +151,13 @@ class Connection {
 /** Dials; the connection's listeners are attached before anything else can run, so no error goes unheard. */
 const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketError> =>
   Effect.callback<Connection, Socket.SocketError>((resume) => {
-    const conn: Net.Socket = options.transport === "tls" ? Tls.connect(options) : Net.createConnection(options)
+    let conn: Net.Socket
+    try {
+      conn = options.transport === "tls" ? Tls.connect(options) : Net.createConnection(options)
+    } catch (cause) {
+      // Node refuses some options synchronously (an unusable CA or certificate, say): a failed open, not a defect.
+      return resume(Effect.fail(openError(cause)))
+    }
     const ready = options.transport === "tls" ? "secureConnect" : "connect"
     const onReady = () => {
       conn.off("error", onError)
@@ -157,7 +166,7 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
     }
     const onError = (cause: Error) => {
       conn.off(ready, onReady)
-      resume(Effect.fail(new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })))
+      resume(Effect.fail(openError(cause)))
     }
     conn.once(ready, onReady)
     conn.once("error", onError)

@@ -409,6 +409,21 @@ describe("NetSocket", () => {
         yield* peer.awaitClose
       })))
 
+    it.effect("TLS options Node refuses synchronously fail the dial with SocketOpenError, not a defect", () =>
+      live(Effect.gen(function*() {
+        const server = yield* tcpServer()
+        const socket = NetSocket.make({
+          transport: "tls",
+          host: "127.0.0.1",
+          port: server.port,
+          cert: "not a PEM",
+          key: "not a PEM"
+        })
+        const error = yield* Effect.flip(Effect.scoped(socket.reader)).pipe(bounded)
+        assert.strictEqual(error.reason._tag, "SocketOpenError")
+        assert.strictEqual(server.count(), 0)
+      })))
+
     it.effect("a dial that never completes is interruptible (the connect timeout) and leaves nothing open", () =>
       live(Effect.gen(function*() {
         // A plain TCP server that never answers the ClientHello: the TLS handshake would wait forever.
