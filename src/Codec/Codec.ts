@@ -5,9 +5,9 @@
  * byte stream split at arbitrary boundaries into packets. It frames packets itself — reading the fixed header and the
  * remaining length (§2.2.3) — so that a packet over `maximumPacketSize` is rejected from its header, before its body
  * is buffered. Every packet a broker sends a client (PUBLISH, the acknowledgements, CONNACK, SUBACK, PINGRESP) is
- * read and written here directly, for speed; `mqtt-packet` reads the packets only a server receives (CONNECT,
- * SUBSCRIBE, UNSUBSCRIBE: fake brokers in tests) and writes CONNECT, SUBSCRIBE, UNSUBSCRIBE, CONNACK and SUBACK, and
- * is the byte-for-byte reference the direct encoders are tested against. The decoder enforces what MQTT 3.1.1
+ * read here directly, and every packet a client sends is written here directly, for speed; `mqtt-packet` reads
+ * the packets only a server receives (CONNECT, SUBSCRIBE, UNSUBSCRIBE: fake brokers in tests), writes CONNACK and
+ * SUBACK, and is the byte-for-byte reference the direct encoders are tested against. The decoder enforces what MQTT 3.1.1
  * requires of a receiver: reserved flag bits ([MQTT-2.2.2-1], [MQTT-2.2.2-2]), no QoS 3
  * ([MQTT-3.3.1-4]), well-formed UTF-8 without U+0000 in topic names ([MQTT-1.5.3-1], [MQTT-1.5.3-2]), non-zero packet
  * ids ([MQTT-2.3.1-1]) and exact lengths for fixed-size packets. Any violation is a `MalformedPacket` error after
@@ -187,6 +187,80 @@ const encodeAck = (first: number, packetId: number): Buffer => {
   return out
 }
 
+/** A UTF-8 string (§1.5.3) or binary field (§3.1.3.4): a 2-byte length, then the bytes. */
+const writeField = (target: Buffer, offset: number, field: string | Uint8Array, byteLength: number): number => {
+  target[offset] = byteLength >> 8
+  target[offset + 1] = byteLength & 0xff
+  offset += 2
+  if (typeof field === "string") return offset + target.write(field, offset, "utf8")
+  target.set(field, offset)
+  return offset + byteLength
+}
+
+const PROTOCOL_NAME = Uint8Array.of(0x00, 0x04, 0x4d, 0x51, 0x54, 0x54)
+
+/**
+ * CONNECT (§3.1), once per connection: protocol name "MQTT", level 4 [MQTT-3.1.2-1] [MQTT-3.1.2-2], the flags, the
+ * keepalive, then client id, will topic and message, user name and password — each present exactly when its flag is
+ * set ([MQTT-3.1.2-9], [MQTT-3.1.2-11], [MQTT-3.1.2-18]..[MQTT-3.1.2-21]) and in that order [MQTT-3.1.3-1]. The
+ * reserved flag bit is 0 [MQTT-3.1.2-3].
+ */
+const encodeConnect = (packet: Packet.Connect): Buffer => {
+  const clientIdLength = Buffer.byteLength(packet.clientId)
+  const will = packet.will
+  const willTopicLength = will === undefined ? 0 : Buffer.byteLength(will.topic)
+  const usernameLength = packet.username === undefined ? 0 : Buffer.byteLength(packet.username)
+  const remaining = 10 + 2 + clientIdLength +
+    (will === undefined ? 0 : 4 + willTopicLength + will.payload.length) +
+    (packet.username === undefined ? 0 : 2 + usernameLength) +
+    (packet.password === undefined ? 0 : 2 + packet.password.length)
+  const out = Buffer.allocUnsafe(1 + varintLength(remaining) + remaining)
+  out[0] = 0x10
+  let offset = writeVarint(out, 1, remaining)
+  out.set(PROTOCOL_NAME, offset)
+  offset += PROTOCOL_NAME.length
+  out[offset++] = 4
+  out[offset++] = (packet.username !== undefined ? 0x80 : 0) |
+    (packet.password !== undefined ? 0x40 : 0) |
+    (will !== undefined ? (will.retain ? 0x20 : 0) | (will.qos << 3) | 0x04 : 0) |
+    (packet.cleanSession ? 0x02 : 0)
+  out[offset++] = packet.keepalive >> 8
+  out[offset++] = packet.keepalive & 0xff
+  offset = writeField(out, offset, packet.clientId, clientIdLength)
+  if (will !== undefined) {
+    offset = writeField(out, offset, will.topic, willTopicLength)
+    offset = writeField(out, offset, will.payload, will.payload.length)
+  }
+  if (packet.username !== undefined) offset = writeField(out, offset, packet.username, usernameLength)
+  if (packet.password !== undefined) writeField(out, offset, packet.password, packet.password.length)
+  return out
+}
+
+/**
+ * SUBSCRIBE (§3.8) and UNSUBSCRIBE (§3.10): fixed flags 0010 ([MQTT-3.8.1-1], [MQTT-3.10.1-1]), the packet id, then
+ * each topic filter (SUBSCRIBE: followed by its requested QoS).
+ */
+const encodeFilters = (
+  first: number,
+  packetId: number,
+  topicFilters: ReadonlyArray<string>,
+  qos?: ReadonlyArray<number>
+): Buffer => {
+  const lengths = topicFilters.map((filter) => Buffer.byteLength(filter))
+  let remaining = 2
+  for (const length of lengths) remaining += 2 + length + (qos === undefined ? 0 : 1)
+  const out = Buffer.allocUnsafe(1 + varintLength(remaining) + remaining)
+  out[0] = first
+  let offset = writeVarint(out, 1, remaining)
+  out[offset++] = packetId >> 8
+  out[offset++] = packetId & 0xff
+  for (let i = 0; i < topicFilters.length; i++) {
+    offset = writeField(out, offset, topicFilters[i]!, lengths[i]!)
+    if (qos !== undefined) out[offset++] = qos[i]!
+  }
+  return out
+}
+
 const PINGREQ = Uint8Array.of(0xc0, 0x00)
 const PINGRESP = Uint8Array.of(0xd0, 0x00)
 const DISCONNECT = Uint8Array.of(0xe0, 0x00)
@@ -195,8 +269,8 @@ const DISCONNECT = Uint8Array.of(0xe0, 0x00)
  * Validates and serialises one packet.
  *
  * **Details**: fails with the validation reason (`BadQos`, `InvalidTopic`, `BadUtf8String`, ...) for a packet MQTT
- * 3.1.1 does not allow; never throws. PUBLISH, the acknowledgements and the empty packets are written here; CONNECT,
- * CONNACK, SUBSCRIBE, SUBACK and UNSUBSCRIBE by `mqtt-packet`.
+ * 3.1.1 does not allow; never throws. Every packet a client sends (CONNECT, PUBLISH, the acknowledgements, SUBSCRIBE,
+ * UNSUBSCRIBE, the empty packets) is written here; CONNACK and SUBACK, which only fake brokers send, by `mqtt-packet`.
  *
  * **Gotchas**: the bytes of PINGREQ, PINGRESP and DISCONNECT are shared constants: do not write into them.
  *
@@ -208,6 +282,19 @@ export const encode = (packet: Packet.Packet): Result.Result<Uint8Array, MqttErr
   switch (packet._tag) {
     case "Publish":
       return Result.succeed(encodePublish(packet))
+    case "Connect":
+      return Result.succeed(encodeConnect(packet))
+    case "Subscribe":
+      return Result.succeed(
+        encodeFilters(
+          0x82,
+          packet.packetId,
+          packet.subscriptions.map((s) => s.topicFilter),
+          packet.subscriptions.map((s) => s.qos)
+        )
+      )
+    case "Unsubscribe":
+      return Result.succeed(encodeFilters(0xa2, packet.packetId, packet.topicFilters))
     case "Puback":
       return Result.succeed(encodeAck(0x40, packet.packetId))
     case "Pubrec":
