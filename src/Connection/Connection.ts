@@ -201,6 +201,11 @@ class Outbox {
   readonly direct: NetSocket.DirectWriter | undefined
   /** A direct write filled Node's buffer (or found the socket closed): the writer fiber owns the next write. */
   blocked = false
+  /**
+   * The batch whose write filled Node's buffer: complete once it drains, as `writeAll` completes, so a sender never
+   * runs ahead of the socket by more than one batch.
+   */
+  draining: Deferred.Deferred<void, MqttError.MqttError> | undefined = undefined
   readonly onWritten: () => void
 
   constructor(direct: NetSocket.DirectWriter | undefined, onWritten: () => void) {
@@ -270,11 +275,21 @@ class Outbox {
     const batch = this.take()!
     const full = direct.writeNow(batch.chunks)
     this.onWritten()
-    Deferred.doneUnsafe(batch.written, Exit.void)
     if (full) {
       this.blocked = true
-      this.#wakeWriter()
+      this.draining = batch.written
+      return this.#wakeWriter()
     }
+    Deferred.doneUnsafe(batch.written, Exit.void)
+  }
+
+  /** Node's buffer drained: the batch that filled it is written, and what queued meanwhile goes out. */
+  drained(): void {
+    const draining = this.draining
+    this.draining = undefined
+    this.blocked = false
+    if (draining !== undefined) Deferred.doneUnsafe(draining, Exit.void)
+    this.writeDirect()
   }
 
   /** Takes the queued batch, or undefined when empty; runs of small packets are joined into one buffer. */
@@ -291,6 +306,8 @@ class Outbox {
     this.failure = error
     this.chunks = []
     Deferred.doneUnsafe(this.written, Exit.fail(error))
+    if (this.draining !== undefined) Deferred.doneUnsafe(this.draining, Exit.fail(error))
+    this.draining = undefined
     this.#wakeWriter()
   }
 }
@@ -440,8 +457,7 @@ export const connect = (
             Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
           )
           if (failure !== undefined) return yield* writeFailed(failure)
-          outbox.blocked = false
-          outbox.writeDirect()
+          outbox.drained()
         }
       })
 
@@ -512,7 +528,12 @@ export const connect = (
       return Array.isArray(accepted) ? Effect.succeed(accepted) : failLink(accepted as MqttError.MqttError)
     }
 
-    const readError = (error: Socket.SocketError) => Effect.fail(aborted ?? fromSocketError(url, error))
+    /** The connection ended: what is queued or sent later fails with the same error as the read, the first one. */
+    const readError = (error: Socket.SocketError) => {
+      aborted ??= fromSocketError(url, error)
+      outbox.fail(aborted)
+      return Effect.fail(aborted)
+    }
 
     const pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> = Effect.suspend(():
       Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> =>

@@ -30,7 +30,7 @@ import * as Tls from "node:tls"
  * @since 0.1.0
  */
 export interface DirectWriter {
-  /** Whether a connection is open and not ending: only then does `writeNow` write anything. */
+  /** Whether a connection is open, not ending, and not ended by the broker: only then does `writeNow` write. */
   readonly writable: () => boolean
   readonly writeNow: (chunks: NonEmptyReadonlyArray<Uint8Array>) => boolean
   /** Succeeds once Node's buffer has room; fails when no connection is open or it closes first. */
@@ -212,16 +212,17 @@ export const make = (options: DialOptions): Socket.Socket => {
     })
   )
 
+  /** Open, not ending, and the broker has not ended its side (without `allowHalfOpen` Node refuses writes then). */
   const writable = (): boolean => {
     const conn = current?.conn
-    return conn !== undefined && !conn.destroyed && !conn.writableEnded
+    return conn !== undefined && !conn.destroyed && !conn.writableEnded && !conn.readableEnded
   }
 
   const drained: Effect.Effect<void, Socket.SocketError> = Effect.suspend(() => {
     const connection = current
     if (connection === undefined) return notConnected
     const conn = connection.conn
-    if (conn.destroyed || conn.writableEnded) return Effect.fail(writeError(new Error("socket closed")))
+    if (!writable()) return Effect.fail(writeError(new Error("socket closed")))
     if (!conn.writableNeedDrain) return Effect.void
     return Effect.callback<void, Socket.SocketError>((resume) => {
       const cleanup = () => {
