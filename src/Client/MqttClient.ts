@@ -335,7 +335,12 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const linksScope = yield* Scope.fork(clientScope)
     const context = yield* Effect.context<never>()
     const tracing = options.tracing === true
-    const status = yield* SubscriptionRef.make<Status>({ _tag: "Connecting" })
+    /**
+     * The status as plain data; its `SubscriptionRef` (a replaying hub and a semaphore, about 2 KB) is made for the
+     * first reader of `status`, since most clients never look.
+     */
+    let currentStatus: Status = { _tag: "Connecting" }
+    let statusRef: SubscriptionRef.SubscriptionRef<Status> | undefined
     // Created for the first `events` subscriber: most clients never listen, and a hub preallocates its buffer.
     let events: PubSub.PubSub<Event> | undefined
     const resolved = connection.options
@@ -365,7 +370,11 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     const emit = (event: Event) => {
       if (events !== undefined) PubSub.publishUnsafe(events, event)
     }
-    const setStatus = (next: Status) => SubscriptionRef.set(status, next)
+    const setStatus = (next: Status) =>
+      Effect.suspend(() => {
+        currentStatus = next
+        return statusRef === undefined ? Effect.void : SubscriptionRef.set(statusRef, next)
+      })
 
     // ----- one connection ------------------------------------------------------------------------------------------
 
@@ -730,7 +739,9 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
       unsubscribe,
       messages,
       restored,
-      status,
+      get status() {
+        return statusRef ??= Effect.runSync(SubscriptionRef.make(currentStatus))
+      },
       events: Stream.unwrap(
         Effect.map(
           Effect.suspend(() => (events !== undefined ? Effect.succeed(events) : PubSub.sliding<Event>(1024))),
@@ -740,7 +751,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
           }
         )
       ),
-      isConnected: Effect.map(SubscriptionRef.get(status), (s) => s._tag === "Connected"),
+      isConnected: Effect.sync(() => currentStatus._tag === "Connected"),
       pendingCount: Effect.sync(() => session.pending()),
       disconnect
     })

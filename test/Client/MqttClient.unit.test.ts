@@ -241,6 +241,23 @@ describe("MqttClient: reconnect by Schedule", () => {
       assert.isFalse(yield* client.isConnected)
     }))
 
+  it.effect("status read for the first time mid-life starts from the current status, then follows every change", () =>
+    Effect.gen(function*() {
+      const { broker, client, conn } = yield* setup({ connack: (c) => (c.id === 1 ? {} : "silent") })
+      yield* conn.close
+      yield* TestClock.adjust(1000)
+      yield* broker.connection(2)
+      yield* X.settle
+      // The first read of `status`: its SubscriptionRef is made now, from the status as it is.
+      const statuses = yield* X.record(SubscriptionRef.changes(client.status))
+      yield* X.settle
+      assert.deepStrictEqual(statuses.items.map((status) => status._tag), ["Reconnecting"])
+      assert.strictEqual(client.status, client.status)
+      yield* client.disconnect({ force: true })
+      yield* X.settle
+      assert.deepStrictEqual(statuses.items.map((status) => status._tag), ["Reconnecting", "Closed"])
+    }))
+
   // Regression: found by this test and fixed in src.
   it.effect("the status leaves Connected as soon as the connection drops, not after the first delay", () =>
     Effect.gen(function*() {
