@@ -24,6 +24,7 @@ import type * as ConnectOptions from "../../src/Connection/ConnectOptions.ts"
 import * as NodeTransport from "../../src/Connection/NodeTransport.ts"
 import type * as MqttError from "../../src/Errors/MqttError.ts"
 import * as Aedes from "../utils/Aedes.ts"
+import * as Loopback from "../utils/loopback.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -123,19 +124,7 @@ const recordingProxy = (targetPort: number): Effect.Effect<RecordingProxy, never
       client.once("close", () => upstream.destroy())
       upstream.once("close", () => client.destroy())
     })
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number>((resume) => {
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const socket of sockets) socket.destroy()
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => sockets)
     return {
       url: `mqtt://127.0.0.1:${port}`,
       fromClients: () => Buffer.concat(chunks),

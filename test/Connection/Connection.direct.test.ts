@@ -15,7 +15,6 @@
  * through Node's `net.client.socket` diagnostics channel, without patching anything.
  */
 import * as DiagnosticsChannel from "node:diagnostics_channel"
-import type { EventEmitter } from "node:events"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
@@ -34,6 +33,7 @@ import * as Connection from "../../src/Connection/Connection.ts"
 import * as NetSocket from "../../src/Connection/NetSocket.ts"
 import type * as MqttError from "../../src/Errors/MqttError.ts"
 import { withLiveClock } from "../utils/live.ts"
+import * as Loopback from "../utils/loopback.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -51,25 +51,6 @@ const bounded = <A, E, R>(self: Effect.Effect<A, E, R>, what: string) =>
 /** Runs a test body on the live clock (the server lives in wall-clock time). */
 const live = <A, E, R>(self: Effect.Effect<A, E, R>) => withLiveClock(self)
 
-/** Succeeds once `done()` holds, checking now and after each of `events` on `emitter`. */
-const waitUntil = (
-  emitter: EventEmitter,
-  events: ReadonlyArray<string>,
-  done: () => boolean
-): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    if (done()) return resume(Effect.void)
-    const check = () => {
-      if (!done()) return
-      cleanup()
-      resume(Effect.void)
-    }
-    const cleanup = () => {
-      for (const event of events) emitter.off(event, check)
-    }
-    for (const event of events) emitter.on(event, check)
-    return Effect.sync(cleanup)
-  })
 
 const encodeOrThrow = (packet: Packet.Packet): Uint8Array => {
   const encoded = Codec.encode(packet)
@@ -129,17 +110,17 @@ class Peer {
 
   /** At least `n` packets (CONNECT included) were received. */
   awaitPackets(n: number) {
-    return bounded(waitUntil(this.socket, ["data"], () => this.packets.length >= n), `${n} packets at the server`)
+    return bounded(Loopback.waitUntil(this.socket, ["data"], () => this.packets.length >= n), `${n} packets at the server`)
   }
 
   /** The client's FIN has arrived (after every byte it sent). */
   get awaitEnd(): Effect.Effect<void> {
-    return bounded(waitUntil(this.socket, ["end"], () => this.ended), "the client's FIN at the server")
+    return bounded(Loopback.waitUntil(this.socket, ["end"], () => this.ended), "the client's FIN at the server")
   }
 
   /** The connection is closed both ways. */
   get awaitClose(): Effect.Effect<void> {
-    return bounded(waitUntil(this.socket, ["close"], () => this.closed), "the server's socket to close")
+    return bounded(Loopback.waitUntil(this.socket, ["close"], () => this.closed), "the server's socket to close")
   }
 }
 
@@ -155,18 +136,7 @@ const mqttServer = (options: { readonly pauseAfterConnack?: boolean } = {}) =>
       sockets.add(socket)
       Deferred.doneUnsafe(accepted, Exit.succeed(new Peer(socket, options.pauseAfterConnack ?? false)))
     })
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number>((resume) => {
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          resume(Effect.succeed((server.address() as Net.AddressInfo).port))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const socket of sockets) socket.destroy()
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => sockets)
     return { port, accepted: bounded(Deferred.await(accepted), "the server to accept") }
   })
 

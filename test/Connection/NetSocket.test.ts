@@ -8,7 +8,6 @@
  * Everything waits on events (server `connection`, `data`, `end`, `close`; the client's `pause`), each wait bounded by a
  * timeout on the live clock so nothing can hang; there are no sleeps.
  */
-import type { EventEmitter } from "node:events"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { assert, describe, it } from "@effect/vitest"
@@ -26,6 +25,7 @@ import * as NetSocket from "../../src/Connection/NetSocket.ts"
 import { withLiveClock } from "../utils/live.ts"
 import { freePort } from "../utils/ports.ts"
 import { read } from "../utils/tls.ts"
+import * as Loopback from "../utils/loopback.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -42,25 +42,6 @@ const bounded = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.timeout(self, 
 /** Runs a test body on the live clock (the servers live in wall-clock time). */
 const live = <A, E, R>(self: Effect.Effect<A, E, R>) => withLiveClock(self)
 
-/** Succeeds once `done()` holds, checking now and after each of `events` on `emitter`. */
-const waitUntil = (
-  emitter: EventEmitter,
-  events: ReadonlyArray<string>,
-  done: () => boolean
-): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    if (done()) return resume(Effect.void)
-    const check = () => {
-      if (!done()) return
-      cleanup()
-      resume(Effect.void)
-    }
-    const cleanup = () => {
-      for (const event of events) emitter.off(event, check)
-    }
-    for (const event of events) emitter.on(event, check)
-    return Effect.sync(cleanup)
-  })
 
 /** The server's side of one accepted connection, recording everything it sees from the moment it is accepted. */
 class Peer {
@@ -91,19 +72,19 @@ class Peer {
 
   /** The first `n` bytes received, once they are there. */
   receive(n: number) {
-    return bounded(waitUntil(this.socket, ["data"], () => this.length >= n)).pipe(
+    return bounded(Loopback.waitUntil(this.socket, ["data"], () => this.length >= n)).pipe(
       Effect.map(() => this.received.subarray(0, n))
     )
   }
 
   /** The client's FIN has arrived (after every byte it sent). */
   get awaitEnd(): Effect.Effect<void, Cause.TimeoutError> {
-    return bounded(waitUntil(this.socket, ["end"], () => this.ended))
+    return bounded(Loopback.waitUntil(this.socket, ["end"], () => this.ended))
   }
 
   /** The connection is closed both ways. */
   get awaitClose(): Effect.Effect<void, Cause.TimeoutError> {
-    return bounded(waitUntil(this.socket, ["close"], () => this.closed))
+    return bounded(Loopback.waitUntil(this.socket, ["close"], () => this.closed))
   }
 }
 
@@ -140,19 +121,7 @@ const serve = (
       Queue.offerUnsafe(queue, peer)
     })
     server.on("tlsClientError", () => {})
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number>((resume) => {
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const socket of raw) socket.destroy()
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => raw)
     return { port, accepted: bounded(Queue.take(queue)), count: () => count }
   })
 

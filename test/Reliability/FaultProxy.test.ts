@@ -19,6 +19,7 @@ import { encode } from "../utils/HostileBroker.ts"
 import * as Mosquitto from "../utils/Mosquitto.ts"
 import { canConnect } from "../utils/ports.ts"
 import { describeMosquitto } from "../utils/suites.ts"
+import * as Loopback from "../utils/loopback.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Raw TCP ends
@@ -62,19 +63,7 @@ const rawServer = (onConnection: (end: RawEnd) => void = () => {}) =>
       ends.push(end)
       onConnection(end)
     })
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number>((resume) => {
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const end of ends) end.socket.destroy()
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => ends.map((end) => end.socket))
     return { port, ends }
   })
 

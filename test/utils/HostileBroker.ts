@@ -26,6 +26,7 @@ import * as Codec from "../../src/Codec/Codec.ts"
 import type * as Packet from "../../src/Codec/Packet.ts"
 import { bounded } from "./clients.ts"
 import { withLiveClock } from "./live.ts"
+import * as Loopback from "./loopback.ts"
 
 /** What a scripted connection does besides behaving. */
 export type Attack =
@@ -446,20 +447,7 @@ export const start = (options: HostileBrokerOptions): Effect.Effect<HostileBroke
       notify()
     })
 
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number, Error>((resume) => {
-        server.once("error", (error) => resume(Effect.fail(error)))
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const socket of sockets) socket.destroy()
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => sockets)
 
     const until = (id: number, what: string, done: (state: State) => boolean, timeout?: number) =>
       bounded(

@@ -21,6 +21,7 @@ import { connect, type IClientOptions, type IClientPublishOptions, type MqttClie
 import type * as MqttClient from "../../src/Client/MqttClient.ts"
 import type * as MqttError from "../../src/Errors/MqttError.ts"
 import { withLiveClock } from "./live.ts"
+import * as Loopback from "./loopback.ts"
 
 /** Client options for tests: bounded connect, no reconnect unless asked, quick graceful close. */
 export const options = (url: string, overrides: Partial<MqttClient.Options> = {}): MqttClient.Options => ({
@@ -342,23 +343,7 @@ export const tcpProxy = (targetPort: number): Effect.Effect<TcpProxy, Error, Sco
         }
       })
     })
-    const port = yield* Effect.acquireRelease(
-      Effect.callback<number, Error>((resume) => {
-        server.once("error", (error) => resume(Effect.fail(error)))
-        server.listen({ host: "127.0.0.1", port: 0 }, () => {
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-        })
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          for (const { client, upstream } of pairs) {
-            client.destroy()
-            upstream.destroy()
-          }
-          server.close(() => resume(Effect.void))
-        })
-    )
+    const port = yield* Loopback.listen(server, () => [...pairs].flatMap(({ client, upstream }) => [client, upstream]))
     const dropConnections = Effect.sync(() => {
       for (const { client, upstream } of pairs) {
         client.resetAndDestroy()
