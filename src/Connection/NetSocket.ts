@@ -59,12 +59,21 @@ export type DialOptions =
 /** Unpulled bytes from which the socket stops reading; Node's own default buffer for a socket. */
 const HIGH_WATER_MARK = 64 * 1024
 
+/** How long a closed connection may take to flush what was written to it before it is destroyed. */
+const CLOSE_GRACE_MILLIS = 2000
+
 const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
 
 const openError = (cause: unknown) =>
   new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
 
 const writeError = (cause: unknown) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
+
+/** Destroys a connection whose peer does not read: TCP with a reset (the kernel drops what is unsent), TLS plainly. */
+const reset = (conn: Net.Socket): void => {
+  if (conn instanceof Tls.TLSSocket) conn.destroy()
+  else conn.resetAndDestroy()
+}
 
 /** One open connection: its chunks not yet pulled, the pull waiting for them, and how it ended. */
 class Connection {
@@ -138,13 +147,20 @@ class Connection {
     return this.error !== undefined ? Effect.fail(this.error) : this.awaitChunks
   })
 
-  /** Closes the connection: after the bytes already written when it was open, at once otherwise. */
+  /**
+   * Closes the connection: after the bytes already written when it was open (within `CLOSE_GRACE_MILLIS`: a broker
+   * that stops reading must not keep the socket, and the process, alive), at once otherwise.
+   */
   close(): void {
     this.end(closeError(1006))
     const conn = this.conn
     if (conn.destroyed) return
-    if (conn.connecting || conn.pending) conn.destroy()
-    else conn.destroySoon()
+    if (conn.connecting || conn.pending) return void conn.destroy()
+    conn.destroySoon()
+    if (conn.destroyed) return
+    const timer = setTimeout(() => reset(conn), CLOSE_GRACE_MILLIS)
+    timer.unref()
+    conn.once("close", () => clearTimeout(timer))
   }
 }
 

@@ -12,9 +12,8 @@
  * The server decodes everything it receives with the codec's `Decoder`. Every wait is on an event (server `data`,
  * `end`, `close`; a listener for `drain` added to the client's socket, seen through its `newListener` event; a fiber's
  * end), bounded by a generous timeout on the live clock; there are no sleeps. The client's `Net.Socket` is found
- * through Node's `net.client.socket` diagnostics channel, without patching anything.
+ * through Node's `net.client.socket` diagnostics channel (`Loopback.nextClientSocket`), without patching anything.
  */
-import * as DiagnosticsChannel from "node:diagnostics_channel"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
@@ -141,22 +140,6 @@ const mqttServer = (options: { readonly pauseAfterConnack?: boolean } = {}) =>
   })
 
 /**
- * The client `Net.Socket` dialed next in this test: Node publishes every new client socket on the `net.client.socket`
- * diagnostics channel. Subscribe before connecting; the subscription ends with the test's scope.
- */
-const nextClientSocket = Effect.gen(function*() {
-  const socket = yield* Deferred.make<Net.Socket>()
-  const onMessage = (message: unknown) => {
-    Deferred.doneUnsafe(socket, Exit.succeed((message as { readonly socket: Net.Socket }).socket))
-  }
-  yield* Effect.acquireRelease(
-    Effect.sync(() => DiagnosticsChannel.subscribe("net.client.socket", onMessage)),
-    () => Effect.sync(() => DiagnosticsChannel.unsubscribe("net.client.socket", onMessage))
-  )
-  return bounded(Deferred.await(socket), "the client socket")
-})
-
-/**
  * Completes the first time something starts waiting for `drain` on `socket` while Node's buffer still holds bytes the
  * kernel has not taken: the kernel pushed back. Over `NetSocket` only the link's writer fiber waits for `drain`, and
  * only after a direct write filled Node's buffer (the outbox is `blocked`). Call before anything is sent.
@@ -194,14 +177,14 @@ const resolved = (port: number): ConnectOptions.Resolved => {
 const setup = (options: { readonly pauseAfterConnack?: boolean; readonly scope?: Scope.Scope } = {}) =>
   Effect.gen(function*() {
     const server = yield* mqttServer(options)
-    const clientSocket = yield* nextClientSocket
+    const clientSocket = yield* Loopback.nextClientSocket
     const connect = Connection.connect(
       NetSocket.make({ transport: "tcp", host: "127.0.0.1", port: server.port }),
       resolved(server.port)
     )
     const link = yield* (options.scope === undefined ? connect : Scope.provide(connect, options.scope))
     const peer = yield* server.accepted
-    const client = yield* clientSocket
+    const client = yield* bounded(clientSocket, "the client socket")
     // The socket the diagnostics channel gave is this link's: its local port is the server peer's remote port.
     assert.strictEqual(client.localPort, peer.socket.remotePort)
     assert.strictEqual(link.connack.returnCode, 0)

@@ -483,6 +483,30 @@ describe("NetSocket", () => {
       })))
   })
 
+  describe("closing", () => {
+    it.effect("a server that never reads again cannot keep a closed connection open: it is destroyed after a grace", () =>
+      live(Effect.gen(function*() {
+        const server = yield* tcpServer()
+        const clientSocket = yield* Loopback.nextClientSocket
+        const socket = tcp(server.port)
+        const writer = yield* socket.writer
+        const readerScope = yield* Scope.make()
+        yield* Scope.provide(socket.reader, readerScope)
+        const peer = yield* server.accepted
+        const client = yield* bounded(clientSocket)
+        // Bytes pending in the client that the server will never read: the FIN queued behind them never leaves.
+        peer.socket.pause()
+        const direct = NetSocket.directWriter(writer)
+        if (direct === undefined) return assert.fail("no direct writer")
+        yield* writeUntilFull(direct)
+        yield* Scope.close(readerScope, Exit.void)
+        assert.isFalse(client.destroyed, "destroyed at once: the bytes written before the close were not given a chance")
+        // The client gives up on flushing after its grace and destroys the socket (a reset: nothing more is sent).
+        yield* bounded(Loopback.waitUntil(client, ["close"], () => client.destroyed && client.closed))
+        assert.isFalse(peer.ended)
+      })))
+  })
+
   describe("directWriter", () => {
     it.effect("is defined for this module's writer only; writeNow delivers bytes and drained succeeds at once", () =>
       live(Effect.gen(function*() {

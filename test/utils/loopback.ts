@@ -1,11 +1,14 @@
 /**
  * Loopback servers and Node events for tests: `listen` runs a `node:net` (or `node:tls`) server on 127.0.0.1 on a free
- * port for the current scope, and `waitUntil` waits for a condition that Node events make true. Every test server and
- * scripted peer under `test/` listens through here.
+ * port for the current scope, `waitUntil` waits for a condition that Node events make true, and `nextClientSocket`
+ * catches the client socket a test dials next. Every test server and scripted peer under `test/` listens through here.
  */
+import * as DiagnosticsChannel from "node:diagnostics_channel"
 import type { EventEmitter } from "node:events"
 import type * as Net from "node:net"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 
 /**
@@ -50,3 +53,19 @@ export const waitUntil = (
     for (const event of events) emitter.on(event, check)
     return Effect.sync(cleanup)
   })
+
+/**
+ * The client `Net.Socket` dialed next: Node publishes every new client socket on the `net.client.socket` diagnostics
+ * channel. Subscribe (run this) before dialing; the subscription ends with the scope. Bound the wait at the caller.
+ */
+export const nextClientSocket: Effect.Effect<Effect.Effect<Net.Socket>, never, Scope.Scope> = Effect.gen(function*() {
+  const socket = yield* Deferred.make<Net.Socket>()
+  const onMessage = (message: unknown) => {
+    Deferred.doneUnsafe(socket, Exit.succeed((message as { readonly socket: Net.Socket }).socket))
+  }
+  yield* Effect.acquireRelease(
+    Effect.sync(() => DiagnosticsChannel.subscribe("net.client.socket", onMessage)),
+    () => Effect.sync(() => DiagnosticsChannel.unsubscribe("net.client.socket", onMessage))
+  )
+  return Deferred.await(socket)
+})
