@@ -430,12 +430,18 @@ export const connect = (
     const closeSocket = (error: MqttError.MqttError) =>
       linkClosed ? Effect.void : Effect.ignore(writer.write(new Socket.CloseEvent(1006, error.message)))
 
-    const writeFailed = (failure: MqttError.MqttError) => {
-      aborted ??= failure
-      outbox.fail(failure)
-      // Wake a pending pull: the connection is unusable once a write failed.
-      return closeSocket(failure)
+    /**
+     * Fails the link with its first error: queued and later sends fail with it, the socket is closed (which wakes a
+     * pending pull), and so does every later pull.
+     */
+    const failLink = (error: MqttError.MqttError) => {
+      aborted ??= error
+      outbox.fail(aborted)
+      return Effect.andThen(closeSocket(aborted), Effect.fail(aborted))
     }
+
+    /** A write failed: the connection is unusable. */
+    const writeFailed = (failure: MqttError.MqttError) => Effect.ignore(failLink(failure))
 
     /** With a direct writer, batches are written by the outbox itself; this fiber waits for `drain` when told to. */
     const drainLoop = (direct: NetSocket.DirectWriter): Effect.Effect<void> =>
@@ -504,12 +510,6 @@ export const connect = (
         if (tag === "Connack") return protocolViolation("a second CONNACK on one connection [MQTT-3.2.0-1]")
       }
       return packets as ReadonlyArray<Packet.ServerPacket>
-    }
-
-    const failLink = (error: MqttError.MqttError) => {
-      aborted ??= error
-      outbox.fail(aborted)
-      return Effect.andThen(closeSocket(aborted), Effect.fail(aborted))
     }
 
     const onChunks = (
