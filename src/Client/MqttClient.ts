@@ -627,7 +627,8 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
         (packetId) => {
           metrics.sent[qos]?.updateUnsafe(1, context)
-          emit({ _tag: "Published", topic: input.topic, qos, packetId })
+          // Per message: the event is not even made while nobody listens.
+          if (events !== undefined) emit({ _tag: "Published", topic: input.topic, qos, packetId })
           return packetId
         }
       )
