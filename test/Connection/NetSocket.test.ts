@@ -132,6 +132,22 @@ const tlsServer = () =>
 
 const tcp = (port: number) => NetSocket.make({ transport: "tcp", host: "127.0.0.1", port })
 
+/** A TCP socket to `server`, its reader and writer acquired for the test's scope, and the server's side of it. */
+const connected = (server: TestServer) =>
+  Effect.gen(function*() {
+    const reader = yield* tcp(server.port).reader
+    return { reader, peer: yield* server.accepted }
+  })
+
+/** Like `connected`, with the writer too (acquired after the reader, as `Connection` does). */
+const connectedWithWriter = (server: TestServer) =>
+  Effect.gen(function*() {
+    const socket = tcp(server.port)
+    const reader = yield* socket.reader
+    const writer = yield* socket.writer
+    return { reader, writer, peer: yield* server.accepted }
+  })
+
 /** `n` bytes whose every 4-byte word is its own index (offset by `seed`): any loss, duplication or reordering shows. */
 const pattern = (n: number, seed = 0): Buffer => {
   const bytes = Buffer.alloc(n)
@@ -247,9 +263,7 @@ describe("NetSocket", () => {
     it.effect("bytes written by the server arrive through pull intact and in order", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        const reader = yield* socket.reader
-        const peer = yield* server.accepted
+        const { peer, reader } = yield* connected(server)
         const sent = [pattern(1, 0), pattern(100, 1), pattern(4096, 2), pattern(70_000, 3), pattern(7, 4)]
         for (const chunk of sent) peer.socket.write(chunk)
         const { bytes } = yield* pullBytes(reader.pull, Buffer.concat(sent).length)
@@ -410,10 +424,7 @@ describe("NetSocket", () => {
     it.effect("writeAll([a, b, c]) arrives at the server in order", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        yield* socket.reader
-        const writer = yield* socket.writer
-        const peer = yield* server.accepted
+        const { peer, writer } = yield* connectedWithWriter(server)
         const chunks = [pattern(10, 1), pattern(3000, 2), pattern(200_000, 3)] as const
         yield* writer.writeAll(chunks)
         yield* writer.writeAll([text("d")])
@@ -424,10 +435,7 @@ describe("NetSocket", () => {
     it.effect("write(CloseEvent(1006)) destroys the connection: the server sees it close and pull fails", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        const reader = yield* socket.reader
-        const writer = yield* socket.writer
-        const peer = yield* server.accepted
+        const { peer, reader, writer } = yield* connectedWithWriter(server)
         yield* writer.write(new Socket.CloseEvent(1006, "x"))
         yield* peer.awaitClose
         const error = yield* Effect.flip(reader.pull).pipe(bounded)
@@ -511,10 +519,7 @@ describe("NetSocket", () => {
     it.effect("is defined for this module's writer only; writeNow delivers bytes and drained succeeds at once", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        yield* socket.reader
-        const writer = yield* socket.writer
-        const peer = yield* server.accepted
+        const { peer, writer } = yield* connectedWithWriter(server)
         const other: Socket.Writer = { write: () => Effect.void, writeAll: () => Effect.void }
         assert.isUndefined(NetSocket.directWriter(other))
         const direct = NetSocket.directWriter(writer)
