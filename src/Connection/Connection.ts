@@ -262,18 +262,14 @@ class Outbox {
   }
 
   /**
-   * Writes the queued batch through the direct writer. When the socket is not writable the batch stays queued and the
-   * writer fiber takes over: its wait for `drain` fails, which fails the batch with the socket's error.
+   * Writes the queued batch through the direct writer. A full buffer, or a socket that can no longer be written to
+   * (`writeNow` reports both as full), hands over to the writer fiber: its wait for `drain` completes the batch, or
+   * fails, which fails the batch with the socket's error.
    */
   writeDirect(): void {
-    const direct = this.direct!
     if (this.blocked || this.failure !== undefined || this.chunks.length === 0) return
-    if (!direct.writable()) {
-      this.blocked = true
-      return this.#wakeWriter()
-    }
     const batch = this.take()!
-    const full = direct.writeNow(batch.chunks)
+    const full = this.direct!.writeNow(batch.chunks)
     this.onWritten()
     if (full) {
       this.blocked = true

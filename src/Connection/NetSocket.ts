@@ -26,13 +26,13 @@ import * as Tls from "node:tls"
 
 /**
  * What `Connection`'s outbox uses to write without a fiber: `writeNow` writes a batch and returns `true` when Node's
- * buffer is over its high-water mark, after which nothing more may be written before `drained` succeeds.
+ * buffer is over its high-water mark, after which nothing more may be written before `drained` succeeds. It also
+ * returns `true`, writing nothing, when no connection is open, it is ending, or the broker ended its side: `drained`
+ * then fails.
  *
  * @since 0.1.0
  */
 export interface DirectWriter {
-  /** Whether a connection is open, not ending, and not ended by the broker: only then does `writeNow` write. */
-  readonly writable: () => boolean
   readonly writeNow: (chunks: NonEmptyReadonlyArray<Uint8Array>) => boolean
   /** Succeeds once Node's buffer has room; fails when no connection is open or it closes first. */
   readonly drained: Effect.Effect<void, Socket.SocketError>
@@ -198,6 +198,8 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
 
 const notConnected = Effect.fail(writeError(new Error("not connected")))
 
+const socketClosed = () => writeError(new Error("socket closed"))
+
 /**
  * A socket that dials `options` at every acquisition of its reader; its writer writes to the connection open at the
  * time (acquire the reader first).
@@ -239,7 +241,7 @@ export const make = (options: DialOptions): Socket.Socket => {
     const connection = current
     if (connection === undefined) return notConnected
     const conn = connection.conn
-    if (!writable()) return Effect.fail(writeError(new Error("socket closed")))
+    if (!writable()) return Effect.fail(socketClosed())
     if (!conn.writableNeedDrain) return Effect.void
     return Effect.callback<void, Socket.SocketError>((resume) => {
       const cleanup = () => {
@@ -252,7 +254,7 @@ export const make = (options: DialOptions): Socket.Socket => {
       }
       const onClose = () => {
         cleanup()
-        resume(Effect.fail(writeError(new Error("socket closed"))))
+        resume(Effect.fail(socketClosed()))
       }
       conn.on("drain", onDrain)
       conn.on("close", onClose)
@@ -284,7 +286,7 @@ export const make = (options: DialOptions): Socket.Socket => {
       })
       : writeAll([chunk])
 
-  const direct: DirectWriter = { writable, writeNow, drained }
+  const direct: DirectWriter = { writeNow, drained }
   const writer: Socket.Socket["writer"] = Effect.acquireRelease(
     Effect.succeed({ write, writeAll, [DirectWriterKey]: direct } as Socket.Writer),
     () =>
