@@ -64,6 +64,16 @@ const setup = (script: FakeBroker.Script = {}, options: Partial<MqttClient.Optio
 
 const statusOf = (client: Client) => SubscriptionRef.get(client.status)
 
+/** A connected client whose connection then drops, during its first reconnect attempt (the broker never answers it). */
+const inReconnectAttempt = Effect.gen(function*() {
+  const { broker, client, conn } = yield* setup({ connack: (c) => (c.id === 1 ? {} : "silent") })
+  yield* conn.close
+  yield* TestClock.adjust(1000)
+  yield* broker.connection(2)
+  yield* X.settle
+  return client
+})
+
 const eventTags = (events: X.Recording<MqttClient.Event, never>): Array<MqttClient.Event["_tag"]> =>
   events.items.map((event) => event._tag)
 
@@ -227,11 +237,7 @@ describe("MqttClient: reconnect by Schedule", () => {
 
   it.effect("during an attempt the status is Reconnecting with the attempt number and the error", () =>
     Effect.gen(function*() {
-      const { broker, client, conn } = yield* setup({ connack: (c) => (c.id === 1 ? {} : "silent") })
-      yield* conn.close
-      yield* TestClock.adjust(1000)
-      yield* broker.connection(2)
-      yield* X.settle
+      const client = yield* inReconnectAttempt
       const status = yield* statusOf(client)
       assert.strictEqual(status._tag, "Reconnecting")
       if (status._tag === "Reconnecting") {
@@ -243,11 +249,7 @@ describe("MqttClient: reconnect by Schedule", () => {
 
   it.effect("status read for the first time mid-life starts from the current status, then follows every change", () =>
     Effect.gen(function*() {
-      const { broker, client, conn } = yield* setup({ connack: (c) => (c.id === 1 ? {} : "silent") })
-      yield* conn.close
-      yield* TestClock.adjust(1000)
-      yield* broker.connection(2)
-      yield* X.settle
+      const client = yield* inReconnectAttempt
       // The first read of `status`: its SubscriptionRef is made now, from the status as it is.
       const statuses = yield* X.record(SubscriptionRef.changes(client.status))
       yield* X.settle
