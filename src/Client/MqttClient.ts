@@ -487,10 +487,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         }
         // Keepalive runs beside the read loop in the link's scope, which ends it with the link. It never needs to
         // stop the loop itself: a ping timeout aborts the link, which fails the loop's pull with that error.
-        yield* Effect.forkIn(
-          Effect.catch(keepalive.run(link, keepaliveConfig, onPing), (error) => link.abort(error)),
-          linkScope
-        )
+        yield* Scope.provide(keepalive.start(link, keepaliveConfig, onPing), linkScope)
         return yield* Effect.flip(Effect.andThen(attached ? Effect.void : attach(link), readLoop(link)))
       }).pipe(
         Effect.ensuring(
@@ -614,7 +611,7 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
     )
     yield* attach(first.link)
     currentLinkScope = first.linkScope
-    const supervisor = yield* Effect.forkIn(supervise(first), clientScope)
+    const supervisor = yield* Effect.forkIn(supervise(first), clientScope, { startImmediately: true })
 
     // ----- public operations ---------------------------------------------------------------------------------------
 

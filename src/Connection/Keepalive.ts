@@ -9,7 +9,8 @@
  * this off.
  *
  * The `Keepalive` service runs that policy against a `Link` on the `Clock` (so tests drive it with `TestClock`); it
- * owns no connection and no session state.
+ * owns no connection and no session state. On the system clock `start` runs it on one Node timer per link instead of
+ * a sleeping fiber: an idle connection is most of what a process with many clients holds.
  *
  * @since 0.1.0
  */
@@ -18,6 +19,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "./Connection.ts"
@@ -97,6 +99,85 @@ export const decide = (config: Config, timers: Timers, now: number): Decision =>
 
 
 /**
+ * One link's keepalive between decisions: what `decide` needs beyond the link's own timestamps, and the acting on
+ * each decision. Shared by the timer-driven and the fiber-driven keepalive, so both follow one policy.
+ */
+class Pinger {
+  /** When the first PINGREQ not yet answered was queued. */
+  pingSentAt: number | undefined = undefined
+  lastPingAt: number | undefined = undefined
+  receivedAtPing = 0
+  /** The broker stayed silent after a PINGREQ: the link must be aborted. */
+  timedOut = false
+  readonly link: Connection.Link
+  readonly config: Config
+  readonly onPing: ((now: number) => void) | undefined
+
+  constructor(link: Connection.Link, config: Config, onPing: ((now: number) => void) | undefined) {
+    this.link = link
+    this.config = config
+    this.onPing = onPing
+  }
+
+  /**
+   * Acts on the policy at `now`, sending PINGREQ when due: returns how long to wait before the next step (`Infinity`
+   * when keepalive is off), or the error that ends keepalive (`timedOut` tells a silent broker from a PINGREQ that
+   * could not be queued).
+   */
+  step(now: number): number | MqttError.MqttError {
+    const link = this.link
+    while (true) {
+      const decision = decide(
+        this.config,
+        {
+          lastSentAt: link.lastSentAt(),
+          lastReceivedAt: link.lastReceivedAt(),
+          pingSentAt: this.pingSentAt,
+          pingAnswered: link.receivedCount() > this.receivedAtPing,
+          lastPingAt: this.lastPingAt
+        },
+        now
+      )
+      switch (decision._tag) {
+        case "Disabled":
+          return Infinity
+        case "Wait":
+          return decision.millis
+        case "SendPing": {
+          // Counted before the offer: an answer can arrive as soon as the PINGREQ is written.
+          const received = link.receivedCount()
+          const failure = link.offer(Packet.pingreq)
+          if (failure !== undefined) return failure
+          // The ping timeout runs from the first unanswered PINGREQ; later ones only keep [MQTT-3.1.2-23].
+          if (this.pingSentAt === undefined || received > this.receivedAtPing) {
+            this.pingSentAt = now
+            this.receivedAtPing = received
+          }
+          this.lastPingAt = now
+          this.onPing?.(now)
+          break
+        }
+        case "Timeout": {
+          if (this.config.isPaused?.() === true) {
+            // Unread bytes may hold the answer: give the broker a full ping timeout from now.
+            this.pingSentAt = now
+            this.receivedAtPing = link.receivedCount()
+            break
+          }
+          this.timedOut = true
+          return MqttError.make(
+            new MqttError.KeepaliveTimeout({
+              keepaliveSeconds: this.config.keepaliveMillis / 1000,
+              timeoutMillis: this.config.pingTimeoutMillis
+            })
+          )
+        }
+      }
+    }
+  }
+}
+
+/**
  * The Keepalive service.
  *
  * @since 0.1.0
@@ -112,7 +193,77 @@ export class Keepalive extends Context.Service<Keepalive, {
     config: Config,
     onPing?: ((now: number) => void) | undefined
   ) => Effect.Effect<never, MqttError.MqttError>
+  /**
+   * Keeps a link alive for the life of the current scope, as `run` does, and returns at once. When the broker stays
+   * silent after a PINGREQ, or a PINGREQ cannot be queued, it aborts the link with that error (the link's pull then
+   * fails with it). On the default clock it runs on a Node timer, without a fiber: an idle connection holds one
+   * timer, not a sleeping fiber (about 2 KB less per connection); on any other `Clock` (`TestClock`) it forks `run`.
+   */
+  readonly start: (
+    link: Connection.Link,
+    config: Config,
+    onPing?: ((now: number) => void) | undefined
+  ) => Effect.Effect<void, never, Scope.Scope>
 }>()("effect-mqtt/Connection/Keepalive") {}
+
+/** The clock fibers see unless one is provided: the system clock, whose sleeps are Node timers. */
+const liveClock = Context.get(Context.empty(), Clock.Clock)
+
+/** Whether `clock` is the system clock (any instance of it: `Clock.Clock.defaultValue()` makes a new one). */
+const isSystemClock = (clock: Clock.Clock): boolean => clock.constructor === liveClock.constructor
+
+/** Node's longest timer. */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
+/** Steps `pinger` on the fiber's `Clock` until keepalive ends; fails with the error that ended it. */
+const loop = (pinger: Pinger): Effect.Effect<never, MqttError.MqttError> =>
+  Effect.gen(function*() {
+    const clock = yield* Clock.Clock
+    while (true) {
+      const next = pinger.step(clock.currentTimeMillisUnsafe())
+      if (typeof next !== "number") return yield* Effect.fail(next)
+      yield* next === Infinity ? Effect.never : Effect.sleep(Duration.millis(next))
+    }
+  })
+
+const run: Keepalive["Service"]["run"] = (link, config, onPing) =>
+  Effect.suspend(() => {
+    const pinger = new Pinger(link, config, onPing)
+    return Effect.catch(
+      loop(pinger),
+      (error) => pinger.timedOut ? Effect.andThen(link.abort(error), Effect.fail(error)) : Effect.fail(error)
+    )
+  })
+
+/** `start` on the system clock: a timer per link, rearmed after each step, cleared when the scope closes. */
+const startOnTimer = (
+  link: Connection.Link,
+  config: Config,
+  onPing: ((now: number) => void) | undefined
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    const pinger = new Pinger(link, config, onPing)
+    let handle: ReturnType<typeof setTimeout> | undefined
+    let stopped = false
+    const tick = (): void => {
+      handle = undefined
+      if (stopped) return
+      const next = pinger.step(liveClock.currentTimeMillisUnsafe())
+      if (typeof next === "number") {
+        if (next !== Infinity) handle = setTimeout(tick, Math.min(next, MAX_TIMER_MILLIS))
+        return
+      }
+      stopped = true
+      Effect.runFork(link.abort(next))
+    }
+    tick()
+    return Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopped = true
+        if (handle !== undefined) clearTimeout(handle)
+      })
+    )
+  })
 
 /**
  * The standard keepalive: `decide` on the `Clock`.
@@ -120,64 +271,16 @@ export class Keepalive extends Context.Service<Keepalive, {
  * @since 0.1.0
  */
 export const make: Keepalive["Service"] = Keepalive.of({
-  run: (link, config, onPing) =>
-    Effect.gen(function*() {
-      const clock = yield* Clock.Clock
-      let pingSentAt: number | undefined
-      let lastPingAt: number | undefined
-      let receivedAtPing = 0
-      while (true) {
-        const now = clock.currentTimeMillisUnsafe()
-        const decision = decide(
-          config,
-          {
-            lastSentAt: link.lastSentAt(),
-            lastReceivedAt: link.lastReceivedAt(),
-            pingSentAt,
-            pingAnswered: link.receivedCount() > receivedAtPing,
-            lastPingAt
-          },
-          now
-        )
-        switch (decision._tag) {
-          case "Disabled":
-            return yield* Effect.never
-          case "Wait":
-            yield* Effect.sleep(Duration.millis(decision.millis))
-            break
-          case "SendPing": {
-            // Counted before the offer: an answer can arrive as soon as the PINGREQ is written.
-            const received = link.receivedCount()
-            const failure = link.offer(Packet.pingreq)
-            if (failure !== undefined) return yield* Effect.fail(failure)
-            // The ping timeout runs from the first unanswered PINGREQ; later ones only keep [MQTT-3.1.2-23].
-            if (pingSentAt === undefined || received > receivedAtPing) {
-              pingSentAt = now
-              receivedAtPing = received
-            }
-            lastPingAt = now
-            onPing?.(now)
-            break
-          }
-          case "Timeout": {
-            if (config.isPaused?.() === true) {
-              // Unread bytes may hold the answer: give the broker a full ping timeout from now.
-              pingSentAt = now
-              receivedAtPing = link.receivedCount()
-              break
-            }
-            const error = MqttError.make(
-              new MqttError.KeepaliveTimeout({
-                keepaliveSeconds: config.keepaliveMillis / 1000,
-                timeoutMillis: config.pingTimeoutMillis
-              })
-            )
-            yield* link.abort(error)
-            return yield* Effect.fail(error)
-          }
-        }
-      }
-    })
+  run,
+  start: (link, config, onPing) =>
+    Effect.flatMap(Effect.service(Clock.Clock), (clock) =>
+      isSystemClock(clock)
+        ? startOnTimer(link, config, onPing)
+        : Effect.asVoid(
+          Effect.forkScoped(Effect.catch(loop(new Pinger(link, config, onPing)), (error) => link.abort(error)), {
+            startImmediately: true
+          })
+        ))
 })
 
 /**

@@ -1,12 +1,15 @@
 /**
  * Keepalive: the pure `decide` policy (scenario tables and fast-check properties) and the `Keepalive` service run
- * against a link to the scripted `FakeBroker`, on the `TestClock`.
+ * against a link to the scripted `FakeBroker`, on the `TestClock`; `start` on the system clock (a Node timer, driven by
+ * vitest's fake timers) and on the `TestClock`.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import type * as Packet from "../../src/Codec/Packet.ts"
@@ -369,5 +372,112 @@ describe("Keepalive service", () => {
       yield* TestClock.adjust(PING_TIMEOUT)
       assert.isUndefined(keepalive.pollUnsafe(), "the keepalive failed although the ping was answered")
       assert.isTrue(conn.isOpen)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------------------------------
+// start: on the system clock a Node timer (driven here by vitest's fake timers), on any other clock a fiber
+// ---------------------------------------------------------------------------------------------------------------------
+
+/** A link whose timestamps and received count the test sets, recording what is offered and aborted. */
+const scriptedLink = (at: number) => {
+  const state = {
+    lastSentAt: at,
+    lastReceivedAt: at,
+    receivedCount: 0,
+    offered: [] as Array<string>,
+    aborted: [] as Array<MqttError.MqttError>,
+    refuse: undefined as MqttError.MqttError | undefined
+  }
+  const link: Connection.Link = {
+    connack: { _tag: "Connack", sessionPresent: false, returnCode: 0 },
+    url: "mqtt://scripted",
+    pull: Effect.never,
+    offer: (packet) => {
+      if (state.refuse !== undefined) return state.refuse
+      state.offered.push(packet._tag)
+      return undefined
+    },
+    send: () => Effect.void,
+    disconnect: Effect.void,
+    lastSentAt: () => state.lastSentAt,
+    lastReceivedAt: () => state.lastReceivedAt,
+    receivedCount: () => state.receivedCount,
+    abort: (error) => Effect.sync(() => void state.aborted.push(error))
+  }
+  return { state, link }
+}
+
+describe("Keepalive.start on the system clock: one timer, no fiber", () => {
+  beforeEach(() => void vi.useFakeTimers())
+  afterEach(() => void vi.useRealTimers())
+
+  const started = (keepaliveConfig: Keepalive.Config = config) => {
+    const { state, link } = scriptedLink(Date.now())
+    const pings: Array<number> = []
+    const scope = Effect.runSync(Scope.make())
+    Effect.runSync(Scope.provide(Keepalive.make.start(link, keepaliveConfig, (now) => pings.push(now)), scope))
+    return { state, pings, scope, t0: Date.now() }
+  }
+
+  it("sends PINGREQ after exactly K of silence and again K after it [MQTT-3.1.2-23]", () => {
+    const { state, pings, t0 } = started()
+    assert.strictEqual(vi.getTimerCount(), 1)
+    vi.advanceTimersByTime(K - 1)
+    assert.deepStrictEqual(state.offered, [])
+    vi.advanceTimersByTime(1)
+    assert.deepStrictEqual(state.offered, ["Pingreq"])
+    assert.deepStrictEqual(pings, [t0 + K])
+    // Answered: the next PINGREQ is due K after the first.
+    state.receivedCount++
+    state.lastReceivedAt = Date.now()
+    vi.advanceTimersByTime(K)
+    assert.deepStrictEqual(state.offered, ["Pingreq", "Pingreq"])
+    assert.deepStrictEqual(state.aborted, [])
+  })
+
+  it("a broker silent for the ping timeout after PINGREQ: the link is aborted with KeepaliveTimeout, no timer left", () => {
+    const { state } = started()
+    vi.advanceTimersByTime(K)
+    vi.advanceTimersByTime(PING_TIMEOUT - 1)
+    assert.deepStrictEqual(state.aborted, [])
+    vi.advanceTimersByTime(1)
+    assert.deepStrictEqual(state.aborted.map((e) => e.reason._tag), ["KeepaliveTimeout"])
+    assert.strictEqual(vi.getTimerCount(), 0)
+  })
+
+  it("a PINGREQ that cannot be queued aborts the link with the link's error", () => {
+    const { state } = started()
+    const refused = { reason: { _tag: "Disconnected" } } as unknown as MqttError.MqttError
+    state.refuse = refused
+    vi.advanceTimersByTime(K)
+    assert.deepStrictEqual(state.aborted, [refused])
+    assert.strictEqual(vi.getTimerCount(), 0)
+  })
+
+  it("closing the scope clears the timer: no PINGREQ after the link's end", () => {
+    const { state, scope } = started()
+    Effect.runSync(Scope.close(scope, Exit.void))
+    assert.strictEqual(vi.getTimerCount(), 0)
+    vi.advanceTimersByTime(10 * K)
+    assert.deepStrictEqual(state.offered, [])
+  })
+
+  it("keepalive 0 arms no timer", () => {
+    const { state } = started({ keepaliveMillis: 0, pingTimeoutMillis: PING_TIMEOUT })
+    assert.strictEqual(vi.getTimerCount(), 0)
+    assert.deepStrictEqual(state.offered, [])
+  })
+})
+
+describe("Keepalive.start on another clock", () => {
+  it.effect("forks `run`: PINGREQ on the TestClock, and a ping timeout aborts the link", () =>
+    Effect.gen(function*() {
+      const { state, link } = scriptedLink(0)
+      yield* Keepalive.make.start(link, config)
+      yield* TestClock.adjust(K)
+      assert.deepStrictEqual(state.offered, ["Pingreq"])
+      yield* TestClock.adjust(PING_TIMEOUT)
+      assert.deepStrictEqual(state.aborted.map((e) => e.reason._tag), ["KeepaliveTimeout"])
     }))
 })
