@@ -183,8 +183,9 @@ const disconnected = (operation: string) => MqttError.make(new MqttError.Disconn
 /**
  * The outgoing side of one connection: packets are encoded when queued, and everything queued in one synchronous run
  * goes out in one write. Over a transport with a direct writer (`NetSocket`: TCP and TLS) the outbox writes that batch
- * itself in a microtask and the writer fiber only waits for `drain`; over any other `Socket` the writer fiber sends it
- * with one `writeAll`. Each batch has one `Deferred`, completed when it is written.
+ * itself in a microtask and, when Node's buffer is full, resumes on the writer's drain callback: no fiber at all;
+ * over any other `Socket` a writer fiber sends it with one `writeAll`. Each batch has one `Deferred`, completed when
+ * it is written.
  */
 class Outbox {
   chunks: Array<Uint8Array> = []
@@ -195,22 +196,31 @@ class Outbox {
   wake: (() => void) | undefined = undefined
   #wakeScheduled = false
   /**
-   * The transport's synchronous writer, when it has one: batches are then written by the scheduled flush itself and
-   * the writer fiber only waits for `drain` (`blocked`) — no fiber resumption per batch.
+   * The transport's synchronous writer, when it has one: batches are then written by the scheduled flush itself, and
+   * after a full buffer by the drain callback (`blocked` until then) — no fiber.
    */
   readonly direct: NetSocket.DirectWriter | undefined
-  /** A direct write filled Node's buffer (or found the socket closed): the writer fiber owns the next write. */
+  /** A direct write filled Node's buffer (or found the socket closed): nothing is written until it drains. */
   blocked = false
+  /** Cancels the drain callback a blocked outbox waits for. */
+  cancelDrain: (() => void) | undefined = undefined
   /**
    * The batch whose write filled Node's buffer: complete once it drains, as `writeAll` completes, so a sender never
    * runs ahead of the socket by more than one batch.
    */
   draining: Deferred.Deferred<void, MqttError.MqttError> | undefined = undefined
   readonly onWritten: () => void
+  /** The direct writer could not write (the connection closed while blocked): the link fails with this error. */
+  readonly onWriteError: (error: Socket.SocketError) => void
 
-  constructor(direct: NetSocket.DirectWriter | undefined, onWritten: () => void) {
+  constructor(
+    direct: NetSocket.DirectWriter | undefined,
+    onWritten: () => void,
+    onWriteError: (error: Socket.SocketError) => void
+  ) {
     this.direct = direct
     this.onWritten = onWritten
+    this.onWriteError = onWriteError
   }
 
   offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
@@ -263,24 +273,28 @@ class Outbox {
 
   /**
    * Writes the queued batch through the direct writer. A full buffer, or a socket that can no longer be written to
-   * (`writeNow` reports both as full), hands over to the writer fiber: its wait for `drain` completes the batch, or
-   * fails, which fails the batch with the socket's error.
+   * (`writeNow` reports both as full), blocks the outbox until the writer's drain callback: it completes the batch,
+   * or reports the socket's error, which fails the link and so the batch.
    */
   writeDirect(): void {
     if (this.blocked || this.failure !== undefined || this.chunks.length === 0) return
     const batch = this.take()!
-    const full = this.direct!.writeNow(batch.chunks)
+    const direct = this.direct!
+    const full = direct.writeNow(batch.chunks)
     this.onWritten()
     if (full) {
       this.blocked = true
       this.draining = batch.written
-      return this.#wakeWriter()
+      this.cancelDrain = direct.onDrained(this.#onDrained)
+      return
     }
     Deferred.doneUnsafe(batch.written, Exit.void)
   }
 
-  /** Node's buffer drained: the batch that filled it is written, and what queued meanwhile goes out. */
-  drained(): void {
+  readonly #onDrained = (error: Socket.SocketError | undefined): void => {
+    this.cancelDrain = undefined
+    if (error !== undefined) return this.onWriteError(error)
+    // Node's buffer drained: the batch that filled it is written, and what queued meanwhile goes out.
     const draining = this.draining
     this.draining = undefined
     this.blocked = false
@@ -304,6 +318,8 @@ class Outbox {
     Deferred.doneUnsafe(this.written, Exit.fail(error))
     if (this.draining !== undefined) Deferred.doneUnsafe(this.draining, Exit.fail(error))
     this.draining = undefined
+    this.cancelDrain?.()
+    this.cancelDrain = undefined
     this.#wakeWriter()
   }
 }
@@ -406,9 +422,14 @@ export const connect = (
 
     const { readChunks, writer, connack, rest } = yield* handshake
     const direct = NetSocket.directWriter(writer)
-    const outbox = new Outbox(direct, () => {
-      lastSentAt = clock.currentTimeMillisUnsafe()
-    })
+    const outbox = new Outbox(
+      direct,
+      () => {
+        lastSentAt = clock.currentTimeMillisUnsafe()
+      },
+      // Only over a direct writer, outside any fiber; failing the link and closing its socket are synchronous there.
+      (error) => Effect.runFork(writeFailed(fromSocketError(url, error)))
+    )
 
     // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
     let linkClosed = false
@@ -438,30 +459,6 @@ export const connect = (
 
     /** A write failed: the connection is unusable. */
     const writeFailed = (failure: MqttError.MqttError) => Effect.ignore(failLink(failure))
-
-    /** With a direct writer, batches are written by the outbox itself; this fiber waits for `drain` when told to. */
-    const drainLoop = (direct: NetSocket.DirectWriter): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        while (true) {
-          if (outbox.failure !== undefined) return
-          if (!outbox.blocked) {
-            yield* Effect.callback<void>((resume) => {
-              if (outbox.blocked || outbox.failure !== undefined) return resume(Effect.void)
-              outbox.wake = () => resume(Effect.void)
-              return Effect.sync(() => {
-                outbox.wake = undefined
-              })
-            })
-            continue
-          }
-          const failure = yield* direct.drained.pipe(
-            Effect.as(undefined),
-            Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
-          )
-          if (failure !== undefined) return yield* writeFailed(failure)
-          outbox.drained()
-        }
-      })
 
     const writeLoop: Effect.Effect<void> = Effect.gen(function*() {
       while (true) {
@@ -494,7 +491,8 @@ export const connect = (
         Deferred.doneUnsafe(batch.written, Exit.void)
       }
     })
-    yield* Effect.forkIn(direct === undefined ? writeLoop : drainLoop(direct), scope)
+    // Over a direct writer the outbox writes by itself; any other transport gets a writer fiber.
+    if (direct === undefined) yield* Effect.forkIn(writeLoop, scope, { startImmediately: true })
 
     let pending: ReadonlyArray<Packet.Packet> | undefined = rest.length > 0 ? rest : undefined
 

@@ -26,16 +26,19 @@ import * as Tls from "node:tls"
 
 /**
  * What `Connection`'s outbox uses to write without a fiber: `writeNow` writes a batch and returns `true` when Node's
- * buffer is over its high-water mark, after which nothing more may be written before `drained` succeeds. It also
- * returns `true`, writing nothing, when no connection is open, it is ending, or the broker ended its side: `drained`
- * then fails.
+ * buffer is over its high-water mark, after which nothing more may be written before `onDrained` calls back. It also
+ * returns `true`, writing nothing, when no connection is open, it is ending, or the broker ended its side:
+ * `onDrained` then calls back with the error.
  *
  * @since 0.1.0
  */
 export interface DirectWriter {
   readonly writeNow: (chunks: NonEmptyReadonlyArray<Uint8Array>) => boolean
-  /** Succeeds once Node's buffer has room; fails when no connection is open or it closes first. */
-  readonly drained: Effect.Effect<void, Socket.SocketError>
+  /**
+   * Calls `callback` once, without an error when Node's buffer has room, with one when no connection is open or it
+   * closes first; synchronously when that is already so. Returns a function that cancels the call.
+   */
+  readonly onDrained: (callback: (error: Socket.SocketError | undefined) => void) => () => void
 }
 
 const DirectWriterKey = "effect-mqtt/DirectWriter"
@@ -196,7 +199,11 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
     })
   })
 
-const notConnected = Effect.fail(writeError(new Error("not connected")))
+const notConnectedError = () => writeError(new Error("not connected"))
+
+const notConnected = Effect.suspend(() => Effect.fail(notConnectedError()))
+
+const noop = (): void => {}
 
 const socketClosed = () => writeError(new Error("socket closed"))
 
@@ -237,29 +244,41 @@ export const make = (options: DialOptions): Socket.Socket => {
     return conn !== undefined && !conn.destroyed && !conn.writableEnded && !conn.readableEnded
   }
 
-  const drained: Effect.Effect<void, Socket.SocketError> = Effect.suspend(() => {
+  const onDrained = (callback: (error: Socket.SocketError | undefined) => void): () => void => {
     const connection = current
-    if (connection === undefined) return notConnected
+    if (connection === undefined) {
+      callback(notConnectedError())
+      return noop
+    }
+    if (!writable()) {
+      callback(socketClosed())
+      return noop
+    }
     const conn = connection.conn
-    if (!writable()) return Effect.fail(socketClosed())
-    if (!conn.writableNeedDrain) return Effect.void
-    return Effect.callback<void, Socket.SocketError>((resume) => {
-      const cleanup = () => {
-        conn.off("drain", onDrain)
-        conn.off("close", onClose)
-      }
-      const onDrain = () => {
-        cleanup()
-        resume(Effect.void)
-      }
-      const onClose = () => {
-        cleanup()
-        resume(Effect.fail(socketClosed()))
-      }
-      conn.on("drain", onDrain)
-      conn.on("close", onClose)
-      return Effect.sync(cleanup)
-    })
+    if (!conn.writableNeedDrain) {
+      callback(undefined)
+      return noop
+    }
+    const cleanup = () => {
+      conn.off("drain", onDrain)
+      conn.off("close", onClose)
+    }
+    const onDrain = () => {
+      cleanup()
+      callback(undefined)
+    }
+    const onClose = () => {
+      cleanup()
+      callback(socketClosed())
+    }
+    conn.on("drain", onDrain)
+    conn.on("close", onClose)
+    return cleanup
+  }
+
+  const drained: Effect.Effect<void, Socket.SocketError> = Effect.callback<void, Socket.SocketError>((resume) => {
+    const cancel = onDrained((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+    return Effect.sync(cancel)
   })
 
   const writeNow = (chunks: NonEmptyReadonlyArray<Uint8Array | string>): boolean => {
@@ -286,7 +305,7 @@ export const make = (options: DialOptions): Socket.Socket => {
       })
       : writeAll([chunk])
 
-  const direct: DirectWriter = { writeNow, drained }
+  const direct: DirectWriter = { writeNow, onDrained }
   const writer: Socket.Socket["writer"] = Effect.acquireRelease(
     Effect.succeed({ write, writeAll, [DirectWriterKey]: direct } as Socket.Writer),
     () =>

@@ -516,7 +516,7 @@ describe("NetSocket", () => {
   })
 
   describe("directWriter", () => {
-    it.effect("is defined for this module's writer only; writeNow delivers bytes and drained succeeds at once", () =>
+    it.effect("is defined for this module's writer only; writeNow delivers bytes and onDrained calls back at once", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
         const { peer, writer } = yield* connectedWithWriter(server)
@@ -525,23 +525,58 @@ describe("NetSocket", () => {
         const direct = NetSocket.directWriter(writer)
         assert.isDefined(direct)
         if (direct === undefined) return
-        // Small writes: not full, and nothing to wait for (drained completes synchronously).
+        // Small writes: not full, and nothing to wait for (onDrained calls back synchronously).
         assert.isFalse(direct.writeNow([text("one")]))
         assert.isFalse(direct.writeNow([text("two"), text("three")]))
-        assert.isTrue(Exit.isSuccess(Effect.runSyncExit(direct.drained)))
+        const calls: Array<Socket.SocketError | undefined> = []
+        direct.onDrained((error) => calls.push(error))
+        assert.deepStrictEqual(calls, [undefined])
         assert.strictEqual((yield* peer.receive(11)).toString(), "onetwothree")
-        // The server stops reading until the client's buffer is full: drained then waits for the drain, which comes
-        // once the server reads again.
+        // The server stops reading until the client's buffer is full: the callback then waits for the drain, which
+        // comes once the server reads again.
         peer.socket.pause()
         const pending = yield* writeUntilFull(direct)
-        const drained = yield* Effect.forkChild(direct.drained)
+        const drained = yield* Deferred.make<Socket.SocketError | undefined>()
+        direct.onDrained((error) => Deferred.doneUnsafe(drained, Exit.succeed(error)))
         yield* Effect.yieldNow
-        assert.isUndefined(drained.pollUnsafe(), "drained completed while the server was not reading")
+        assert.isFalse(Deferred.isDoneUnsafe(drained), "called back while the server was not reading")
         peer.socket.resume()
-        yield* bounded(Fiber.join(drained))
-        assert.isTrue(Exit.isSuccess(Effect.runSyncExit(direct.drained)))
+        assert.isUndefined(yield* bounded(Deferred.await(drained)))
         const expected = Buffer.concat([text("onetwothree"), pending])
         assertSameBytes(yield* peer.receive(expected.length), expected)
+      })))
+
+    it.effect("onDrained: the connection closing first calls back with the error once; a cancelled call never comes", () =>
+      live(Effect.gen(function*() {
+        const server = yield* tcpServer()
+        const socket = tcp(server.port)
+        const writer = yield* socket.writer
+        const readerScope = yield* Scope.make()
+        yield* Scope.provide(socket.reader, readerScope)
+        const peer = yield* server.accepted
+        const direct = NetSocket.directWriter(writer)
+        if (direct === undefined) return assert.fail("no direct writer")
+        peer.socket.pause()
+        yield* writeUntilFull(direct)
+        const calls: Array<Socket.SocketError | undefined> = []
+        const called = yield* Deferred.make<void>()
+        const cancelled: Array<Socket.SocketError | undefined> = []
+        direct.onDrained((error) => {
+          calls.push(error)
+          Deferred.doneUnsafe(called, Exit.void)
+        })
+        const cancel = direct.onDrained((error) => cancelled.push(error))
+        cancel()
+        yield* Scope.close(readerScope, Exit.void)
+        peer.socket.destroy()
+        yield* bounded(Deferred.await(called))
+        assert.strictEqual(calls.length, 1)
+        assert.strictEqual(calls[0]?.reason._tag, "SocketWriteError")
+        assert.deepStrictEqual(cancelled, [])
+        // No connection open: called back at once, with the error.
+        direct.onDrained((error) => calls.push(error))
+        assert.strictEqual(calls.length, 2)
+        assert.strictEqual(calls[1]?.reason._tag, "SocketWriteError")
       })))
   })
 })
