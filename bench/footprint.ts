@@ -4,7 +4,7 @@
  *
  * - `socket`: the TCP transport (`NetSocket`) as `Connection` uses it — reader and writer acquired, CONNECT
  *   written, CONNACK read, one fiber pulling. The floor any Effect client on that socket starts from.
- * - `link`: `Connection.connect` — the same plus the codec's decoder, the outbox and its writer fiber, the link scope.
+ * - `link`: `Connection.connect` — the same plus the codec's decoder, the outbox, the link scope.
  * - `client`: `MqttClient.make` — a link plus `Session`, `Keepalive`, the supervisor, status and local subscriptions.
  * - `subscribed`: a client with one subscription (a stream's queue), as scenario 7 of `npm run bench` measures.
  * - `offline`, apart: `MqttClient.makeNoDeps` over a fake link that never receives — the client layer's own heap and
@@ -43,7 +43,7 @@ type LayerName = typeof layers[number]
 
 const descriptions: Record<LayerName, string> = {
   socket: "NetSocket: reader + writer, CONNECT/CONNACK, one pulling fiber",
-  link: "Connection.connect: + decoder, outbox, writer fiber, link scope",
+  link: "Connection.connect: + decoder, outbox, link scope",
   client: "MqttClient.make: + Session, Keepalive, supervisor, status",
   subscribed: "+ one subscription (scenario 7)",
   offline: "apart: MqttClient.makeNoDeps over an idle link, no socket (the client layer's own cost)"

@@ -319,195 +319,123 @@ export const metrics = {
   })
 } as const
 
+/** The options `makeNoDeps` takes: a client's options, the URL being optional (the Connection service has it). */
+type MakeOptions = Omit<Options, "url"> & { readonly url?: string | undefined }
+
+/** A connection made and not yet closed: the link and the scope that closes it. */
+interface OpenLink {
+  readonly link: Connection.Link
+  readonly linkScope: Scope.Closeable
+}
+
 /**
- * Builds a client from the Connection, Keepalive and Session services, in the current scope.
- *
- * @since 0.1.0
+ * One running client: its state and the operations on it. One instance per client, its generators defined once for
+ * the module (`Effect.fnUntraced`) — a generator function written inside per-client code is a new function object,
+ * with its own prototype and hidden classes, for every client and every call, and an idle process holds thousands.
  */
-export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: string | undefined } = {}) =>
-  Effect.gen(function*() {
-    const connection = yield* Connection.Connection
-    const keepalive = yield* Keepalive.Keepalive
-    const session = yield* Session.Session
-    const clientScope = yield* Effect.scope
-    // Links live in a scope of their own, forked before the graceful-disconnect finalizer is registered below.
-    // Finalizers run in reverse order, so closing the client disconnects a (re)connected link before cutting it.
-    const linksScope = yield* Scope.fork(clientScope)
-    const context = yield* Effect.context<never>()
-    const tracing = options.tracing === true
-    /**
-     * The status as plain data; its `SubscriptionRef` (a replaying hub and a semaphore, about 2 KB) is made for the
-     * first reader of `status`, since most clients never look.
-     */
-    let currentStatus: Status = { _tag: "Connecting" }
-    let statusRef: SubscriptionRef.SubscriptionRef<Status> | undefined
-    // Created for the first `events` subscriber: most clients never listen, and a hub preallocates its buffer.
-    let events: PubSub.PubSub<Event> | undefined
+class ClientImpl {
+  readonly connection: Connection.Connection["Service"]
+  readonly keepalive: Keepalive.Keepalive["Service"]
+  readonly session: Session.Session["Service"]
+  readonly options: MakeOptions
+  readonly resolved: ConnectOptions.Resolved
+  readonly clientScope: Scope.Scope
+  /**
+   * Links live in a scope of their own, forked before the graceful-disconnect finalizer is registered. Finalizers
+   * run in reverse order, so closing the client disconnects a (re)connected link before cutting it.
+   */
+  readonly linksScope: Scope.Closeable
+  readonly context: Context.Context<never>
+  readonly tracing: boolean
+  readonly schedule: Schedule.Schedule<unknown, MqttError.MqttError>
+  readonly keepaliveConfig: Keepalive.Config
+  readonly unsubscribeOnEnd: boolean
+  readonly local: LocalSubscriptions.LocalSubscriptions
+  /**
+   * The status as plain data; its `SubscriptionRef` (a replaying hub and a semaphore, about 2 KB) is made for the
+   * first reader of `status`, since most clients never look.
+   */
+  currentStatus: Status = { _tag: "Connecting" }
+  statusRef: SubscriptionRef.SubscriptionRef<Status> | undefined = undefined
+  /** Created for the first `events` subscriber: most clients never listen, and a hub preallocates its buffer. */
+  events: PubSub.PubSub<Event> | undefined = undefined
+  /**
+   * UNSUBSCRIBEs of filters whose last stream ended, until UNSUBACK (made on first use). A new SUBSCRIBE for such a
+   * filter waits for it: brokers may process the two concurrently (Aedes does), and the UNSUBSCRIBE must not win.
+   */
+  unsubscribing: Map<string, Fiber.Fiber<void>> | undefined = undefined
+  closing = false
+  closed = false
+  currentLink: Connection.Link | undefined = undefined
+  currentLinkScope: Scope.Closeable | undefined = undefined
+  readerPaused = false
+  pingSentAt = 0
+  supervisor: Fiber.Fiber<void> | undefined = undefined
+  restored: ReadonlyArray<Message> = []
+
+  constructor(
+    connection: Connection.Connection["Service"],
+    keepalive: Keepalive.Keepalive["Service"],
+    session: Session.Session["Service"],
+    options: MakeOptions,
+    clientScope: Scope.Scope,
+    linksScope: Scope.Closeable,
+    context: Context.Context<never>
+  ) {
+    this.connection = connection
+    this.keepalive = keepalive
+    this.session = session
+    this.options = options
+    this.clientScope = clientScope
+    this.linksScope = linksScope
+    this.context = context
     const resolved = connection.options
-    const schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
-    const keepaliveConfig: Keepalive.Config = {
+    this.resolved = resolved
+    this.tracing = options.tracing === true
+    this.schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
+    this.keepaliveConfig = {
       keepaliveMillis: resolved.keepalive * 1000,
       pingTimeoutMillis: Duration.toMillis(resolved.pingTimeout),
-      isPaused: () => readerPaused
+      isPaused: () => this.readerPaused
     }
-
-    const unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
-    const local = new LocalSubscriptions.LocalSubscriptions(
+    this.unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
+    this.local = new LocalSubscriptions.LocalSubscriptions(
       options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000)
     )
-    /**
-     * UNSUBSCRIBEs of filters whose last stream ended, until UNSUBACK. A new SUBSCRIBE for such a filter waits for
-     * it: brokers may process the two concurrently (Aedes does), and the UNSUBSCRIBE must not win.
-     */
-    const unsubscribing = new Map<string, Fiber.Fiber<void>>()
-    let closing = false
-    let currentLink: Connection.Link | undefined
-    let currentLinkScope: Scope.Closeable | undefined
-    let readerPaused = false
-    let pingSentAt = 0
+  }
 
-    const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
-    const emit = (event: Event) => {
-      if (events !== undefined) PubSub.publishUnsafe(events, event)
-    }
-    const setStatus = (next: Status) =>
+  emit(event: Event): void {
+    if (this.events !== undefined) PubSub.publishUnsafe(this.events, event)
+  }
+
+  setStatus(next: Status): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.currentStatus = next
+      return this.statusRef === undefined ? Effect.void : SubscriptionRef.set(this.statusRef, next)
+    })
+  }
+
+  readonly onPing = (now: number): void => {
+    this.pingSentAt = now
+    this.emit(pingEvent)
+  }
+
+  /** Runs a link until it fails (attaching it first unless it already is); returns the error. */
+  runLink(open: OpenLink, attached: boolean): Effect.Effect<MqttError.MqttError> {
+    const { link, linkScope } = open
+    return Effect.ensuring(
+      Effect.flip(runLinkBody(this, link, linkScope, attached)),
       Effect.suspend(() => {
-        currentStatus = next
-        return statusRef === undefined ? Effect.void : SubscriptionRef.set(statusRef, next)
+        this.currentLink = undefined
+        this.currentLinkScope = undefined
+        return Effect.andThen(this.session.detach, Scope.close(linkScope, Exit.void))
       })
+    )
+  }
 
-    // ----- one connection ------------------------------------------------------------------------------------------
-
-    const readLoop = (link: Connection.Link): Effect.Effect<never, MqttError.MqttError> =>
-      Effect.gen(function*() {
-        const received = [0, 0, 0]
-        while (true) {
-          const packets = yield* link.pull
-          for (let i = 0; i < packets.length; i++) {
-            const packet = packets[i]!
-            if (packet._tag === "Pingresp") {
-              const rttMillis = Math.max(0, link.lastReceivedAt() - pingSentAt)
-              metrics.keepaliveRtt.updateUnsafe(rttMillis, context)
-              emit({ _tag: "Pong", rttMillis })
-              continue
-            }
-            const step = session.handle(packet)
-            if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
-            // With a session store: what this packet changed is stored before its message is delivered and its
-            // acknowledgement sent, so a crash cannot lose or repeat it.
-            if (session.mustFlush(step)) yield* session.flush
-            if (step.deliver !== undefined) {
-              const message = step.deliver
-              received[message.qos]++
-              const blocked = local.deliver(message)
-              if (tracing) yield* deliverySpan(message)
-              if (blocked !== undefined) {
-                readerPaused = true
-                yield* blocked
-                readerPaused = false
-              }
-            }
-            // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
-            session.acknowledge(step)
-          }
-          // Metrics once per batch: a metric update looks its state up in the context.
-          for (let qos = 0; qos < 3; qos++) {
-            if (received[qos]! > 0) {
-              metrics.received[qos]!.updateUnsafe(received[qos]!, context)
-              received[qos] = 0
-            }
-          }
-          metrics.inflight.updateUnsafe(session.state.inflight, context)
-          metrics.buffered.updateUnsafe(session.state.buffered, context)
-          // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
-          local.flush()
-        }
-      })
-
-    const resubscribe = (link: Connection.Link) =>
-      Effect.gen(function*() {
-        if (link.connack.sessionPresent || local.active.size === 0) return
-        // A SUBSCRIBE still pending in the session is resent by the resume: not subscribed twice.
-        const pending = new Set<string>()
-        for (const flight of session.state.outgoing.values()) {
-          if (flight._tag === "Subscribe") for (const s of flight.packet.subscriptions) pending.add(s.topicFilter)
-        }
-        const all = local.resubscriptions().filter((s) => !pending.has(s.topicFilter))
-        if (all.length === 0) return
-        const batches: Array<Effect.Effect<void>> = []
-        for (let i = 0; i < all.length; i += RESUBSCRIBE_BATCH) {
-          const batch = all.slice(i, i + RESUBSCRIBE_BATCH)
-          batches.push(
-            session.subscribe(batch).pipe(
-              Effect.flatMap((codes) =>
-                Effect.forEach(batch, (s, index) =>
-                  codes[index] === 0x80 ? rejectFilter(s.topicFilter) : Effect.void, { discard: true })
-              ),
-              Effect.ignore
-            )
-          )
-        }
-        // Started at once, so the SUBSCRIBEs are queued before `Connected` is announced; `Resubscribed` follows
-        // the SUBACKs, when messages on those filters flow again.
-        yield* Effect.forkIn(
-          Effect.all(batches, { concurrency: "unbounded", discard: true }).pipe(
-            Effect.andThen(Effect.sync(() => emit({ _tag: "Resubscribed", topicFilters: all.map((s) => s.topicFilter) })))
-          ),
-          clientScope,
-          { startImmediately: true }
-        )
-      })
-
-    const rejectFilter = (topicFilter: string) =>
-      Effect.gen(function*() {
-        const error = MqttError.make(new MqttError.SubscribeRejected({ topicFilter }))
-        local.active.delete(topicFilter)
-        for (const subscriber of local.subscribers) {
-          if (subscriber.filters?.includes(topicFilter)) yield* Queue.fail(subscriber.queue, error)
-        }
-      })
-
-    /** Makes an established link current: resumes the session on it and subscribes again if needed. */
-    const attach = (link: Connection.Link) =>
-      Effect.gen(function*() {
-        currentLink = link
-        yield* session.attach(link)
-        yield* resubscribe(link)
-        emit({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
-        yield* setStatus({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
-      })
-
-    /** Runs a link until it fails (attaching it first unless it already is); returns the error. */
-    const runLink = (link: Connection.Link, linkScope: Scope.Closeable, attached: boolean) =>
-      Effect.gen(function*() {
-        currentLinkScope = linkScope
-        const onPing = (now: number) => {
-          pingSentAt = now
-          emit({ _tag: "Ping" })
-        }
-        // Keepalive runs beside the read loop in the link's scope, which ends it with the link. It never needs to
-        // stop the loop itself: a ping timeout aborts the link, which fails the loop's pull with that error.
-        yield* Scope.provide(keepalive.start(link, keepaliveConfig, onPing), linkScope)
-        return yield* Effect.flip(Effect.andThen(attached ? Effect.void : attach(link), readLoop(link)))
-      }).pipe(
-        Effect.ensuring(
-          Effect.suspend(() => {
-            currentLink = undefined
-            currentLinkScope = undefined
-            return Effect.andThen(session.detach, Scope.close(linkScope, Exit.void))
-          })
-        )
-      )
-
-    const connectOnce = Effect.gen(function*() {
-      // A child of the client's scope: no connection outlives the client, whatever is interrupted where.
-      const linkScope = yield* Scope.fork(linksScope)
-      const link = yield* Scope.provide(connection.connect, linkScope).pipe(
-        Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
-      )
-      yield* Effect.annotateCurrentSpan("messaging.mqtt.session_present", link.connack.sessionPresent)
-      return { link, linkScope } as const
-    }).pipe(
+  get connectOnce(): Effect.Effect<OpenLink, MqttError.MqttError> {
+    const resolved = this.resolved
+    return connectOnceBody(this).pipe(
       Effect.withSpan("mqtt.connect", {
         attributes: {
           "messaging.system": "mqtt",
@@ -518,241 +446,423 @@ export const makeNoDeps = (options: Omit<Options, "url"> & { readonly url?: stri
         }
       }, noStackTrace)
     )
+  }
 
-    const deliverySpan = (message: Message) =>
-      Effect.withSpan(Effect.void, "mqtt.deliver", {
-        kind: "consumer",
-        captureStackTrace: false,
+  publish(input: PublishInput): Effect.Effect<number | undefined, MqttError.MqttError> {
+    // A closing client takes no new work: disconnect waits only for what was in flight.
+    if (this.closing) return Effect.fail(closedError("publish"))
+    const qos = input.qos ?? 0
+    const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
+    const published = Effect.map(
+      this.session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
+      (packetId) => {
+        metrics.sent[qos]?.updateUnsafe(1, this.context)
+        // Per message: the event is not even made while nobody listens.
+        if (this.events !== undefined) this.emit({ _tag: "Published", topic: input.topic, qos, packetId })
+        return packetId
+      }
+    )
+    if (!this.tracing) return published
+    return published.pipe(
+      Effect.tap((packetId) => Effect.annotateCurrentSpan("messaging.mqtt.packet_id", packetId ?? 0)),
+      Effect.withSpan("mqtt.publish", {
+        kind: "producer",
         attributes: {
           "messaging.system": "mqtt",
-          "messaging.destination.name": message.topic,
-          "messaging.mqtt.qos": message.qos,
-          "messaging.mqtt.packet_id": message.packetId ?? 0,
-          "messaging.mqtt.retain": message.retain,
-          "messaging.mqtt.dup": message.dup
+          "messaging.destination.name": input.topic,
+          "messaging.mqtt.qos": qos,
+          "messaging.mqtt.retain": input.retain ?? false,
+          "messaging.message.body.size": payload.length
         }
-      })
+      }, noStackTrace)
+    )
+  }
 
-    /**
-     * Connects, retrying by the schedule; `after` is the error that ended the previous connection (the schedule is
-     * stepped with it first, so a broker that accepts and drops at once is not hammered).
-     */
-    const connectWithRetry = (after: MqttError.MqttError | undefined) =>
-      Effect.gen(function*() {
-        const step = yield* Schedule.toStepWithSleep(schedule)
-        let attempt = 0
-        let last = after
-        while (true) {
-          if (last !== undefined) {
-            if (!last.isRetryable) return yield* Effect.fail(last)
-            const failure = last
-            attempt++
-            // Status: reconnecting from the moment the connection is lost, through the schedule's delay. Event: an
-            // attempt is about to start (none when the schedule gives up).
-            yield* setStatus({ _tag: "Reconnecting", attempt, error: failure })
-            yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
-            emit({ _tag: "Reconnecting", attempt })
-            metrics.reconnects.updateUnsafe(1, context)
-            yield* Effect.logDebug(`reconnecting to ${resolved.url} (attempt ${attempt}) after: ${failure.message}`)
-          }
-          const exit = yield* Effect.exit(connectOnce)
-          if (Exit.isSuccess(exit)) return exit.value
-          const error = exitError(exit)
-          if (error === undefined) return yield* Effect.failCause(exit.cause)
-          last = error
-        }
-      })
+  messages(options?: Omit<SubscribeOptions, "qos">): Stream.Stream<Message, MqttError.MqttError> {
+    return Stream.unwrap(messagesBody(this, options))
+  }
 
-    const supervise = (first: { readonly link: Connection.Link; readonly linkScope: Scope.Closeable }) =>
-      Effect.gen(function*() {
-        let current = first
-        let attached = true
-        while (true) {
-          const error = yield* runLink(current.link, current.linkScope, attached)
-          if (closing) return
-          emit({ _tag: "Disconnected", error })
-          const next = yield* Effect.exit(connectWithRetry(error))
-          if (closing) {
-            // Closed while reconnecting: a connection made meanwhile is closed properly, never left open.
-            if (Exit.isSuccess(next)) {
-              yield* next.value.link.disconnect
-              yield* Scope.close(next.value.linkScope, Exit.void)
-            }
-            return
-          }
-          if (Exit.isFailure(next)) {
-            const final = exitError(next) ?? error
-            emit({ _tag: "Offline", error: final })
-            yield* setStatus({ _tag: "Disconnected", error: final })
-            yield* session.dropAll(final)
-            for (const subscriber of local.subscribers) yield* Queue.fail(subscriber.queue, final)
-            return
-          }
-          current = next.value
-          attached = false
-        }
+  unsubscribe(filters: string | ReadonlyArray<string>): Effect.Effect<void, MqttError.MqttError> {
+    return Effect.suspend(() => {
+      if (this.closing) return Effect.fail(closedError("unsubscribe"))
+      const list = typeof filters === "string" ? [filters] : filters
+      for (const filter of list) this.local.active.delete(filter)
+      return this.session.unsubscribe(list)
+    })
+  }
+
+  get sendDisconnect(): Effect.Effect<void> {
+    return this.currentLink !== undefined ? this.currentLink.disconnect : Effect.void
+  }
+
+  get status(): SubscriptionRef.SubscriptionRef<Status> {
+    return this.statusRef ??= Effect.runSync(SubscriptionRef.make(this.currentStatus))
+  }
+
+  get eventStream(): Stream.Stream<Event> {
+    return Stream.unwrap(
+      Effect.sync(() => {
+        this.events ??= Effect.runSync(PubSub.sliding<Event>(1024))
+        return Stream.fromPubSub(this.events)
       })
+    )
+  }
+
+  /** The public service: plain functions over this client, so that they can be passed around unbound. */
+  service(): MqttClient["Service"] {
+    const client = this
+    return MqttClient.of({
+      publish: (input) => client.publish(input),
+      subscribe: (filters, subscribeOptions) =>
+        Stream.unwrap(Effect.map(subscriptionBody(client, filters, subscribeOptions), (s) => s.messages)),
+      subscription: (filters, subscribeOptions) => subscriptionBody(client, filters, subscribeOptions),
+      unsubscribe: (filters) => client.unsubscribe(filters),
+      messages: (messagesOptions) => client.messages(messagesOptions),
+      restored: client.restored,
+      get status() {
+        return client.status
+      },
+      events: client.eventStream,
+      isConnected: Effect.sync(() => client.currentStatus._tag === "Connected"),
+      pendingCount: Effect.sync(() => client.session.pending()),
+      disconnect: (disconnectOptions) => disconnectBody(client, disconnectOptions)
+    })
+  }
+}
+
+const pingEvent: Event = { _tag: "Ping" }
+
+const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
+
+const readLoop = Effect.fnUntraced(function*(client: ClientImpl, link: Connection.Link) {
+  const session = client.session
+  const local = client.local
+  const context = client.context
+  const received = [0, 0, 0]
+  while (true) {
+    const packets = yield* link.pull
+    for (let i = 0; i < packets.length; i++) {
+      const packet = packets[i]!
+      if (packet._tag === "Pingresp") {
+        const rttMillis = Math.max(0, link.lastReceivedAt() - client.pingSentAt)
+        metrics.keepaliveRtt.updateUnsafe(rttMillis, context)
+        client.emit({ _tag: "Pong", rttMillis })
+        continue
+      }
+      const step = session.handle(packet)
+      if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
+      // With a session store: what this packet changed is stored before its message is delivered and its
+      // acknowledgement sent, so a crash cannot lose or repeat it.
+      if (session.mustFlush(step)) yield* session.flush
+      if (step.deliver !== undefined) {
+        const message = step.deliver
+        received[message.qos]++
+        const blocked = local.deliver(message)
+        if (client.tracing) yield* deliverySpan(message)
+        if (blocked !== undefined) {
+          client.readerPaused = true
+          yield* blocked
+          client.readerPaused = false
+        }
+      }
+      // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
+      session.acknowledge(step)
+    }
+    // Metrics once per batch: a metric update looks its state up in the context.
+    for (let qos = 0; qos < 3; qos++) {
+      if (received[qos]! > 0) {
+        metrics.received[qos]!.updateUnsafe(received[qos]!, context)
+        received[qos] = 0
+      }
+    }
+    metrics.inflight.updateUnsafe(session.state.inflight, context)
+    metrics.buffered.updateUnsafe(session.state.buffered, context)
+    // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
+    local.flush()
+  }
+}) as (client: ClientImpl, link: Connection.Link) => Effect.Effect<never, MqttError.MqttError>
+
+const deliverySpan = (message: Message) =>
+  Effect.withSpan(Effect.void, "mqtt.deliver", {
+    kind: "consumer",
+    captureStackTrace: false,
+    attributes: {
+      "messaging.system": "mqtt",
+      "messaging.destination.name": message.topic,
+      "messaging.mqtt.qos": message.qos,
+      "messaging.mqtt.packet_id": message.packetId ?? 0,
+      "messaging.mqtt.retain": message.retain,
+      "messaging.mqtt.dup": message.dup
+    }
+  })
+
+const resubscribe = Effect.fnUntraced(function*(client: ClientImpl, link: Connection.Link) {
+  const { local, session } = client
+  if (link.connack.sessionPresent || local.active.size === 0) return
+  // A SUBSCRIBE still pending in the session is resent by the resume: not subscribed twice.
+  const pending = new Set<string>()
+  for (const flight of session.state.outgoing.values()) {
+    if (flight._tag === "Subscribe") for (const s of flight.packet.subscriptions) pending.add(s.topicFilter)
+  }
+  const all = local.resubscriptions().filter((s) => !pending.has(s.topicFilter))
+  if (all.length === 0) return
+  const batches: Array<Effect.Effect<void>> = []
+  for (let i = 0; i < all.length; i += RESUBSCRIBE_BATCH) {
+    const batch = all.slice(i, i + RESUBSCRIBE_BATCH)
+    batches.push(
+      session.subscribe(batch).pipe(
+        Effect.flatMap((codes) =>
+          Effect.forEach(batch, (s, index) =>
+            codes[index] === 0x80 ? rejectFilter(client, s.topicFilter) : Effect.void, { discard: true })
+        ),
+        Effect.ignore
+      )
+    )
+  }
+  // Started at once, so the SUBSCRIBEs are queued before `Connected` is announced; `Resubscribed` follows
+  // the SUBACKs, when messages on those filters flow again.
+  yield* Effect.forkIn(
+    Effect.all(batches, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.andThen(
+        Effect.sync(() => client.emit({ _tag: "Resubscribed", topicFilters: all.map((s) => s.topicFilter) }))
+      )
+    ),
+    client.clientScope,
+    { startImmediately: true }
+  )
+})
+
+const rejectFilter = Effect.fnUntraced(function*(client: ClientImpl, topicFilter: string) {
+  const error = MqttError.make(new MqttError.SubscribeRejected({ topicFilter }))
+  client.local.active.delete(topicFilter)
+  for (const subscriber of client.local.subscribers) {
+    if (subscriber.filters?.includes(topicFilter)) yield* Queue.fail(subscriber.queue, error)
+  }
+})
+
+/** Makes an established link current: resumes the session on it and subscribes again if needed. */
+const attach = Effect.fnUntraced(function*(client: ClientImpl, link: Connection.Link) {
+  client.currentLink = link
+  yield* client.session.attach(link)
+  yield* resubscribe(client, link)
+  client.emit({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
+  yield* client.setStatus({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
+})
+
+const runLinkBody = Effect.fnUntraced(function*(
+  client: ClientImpl,
+  link: Connection.Link,
+  linkScope: Scope.Closeable,
+  attached: boolean
+) {
+  client.currentLinkScope = linkScope
+  // Keepalive runs beside the read loop in the link's scope, which ends it with the link. It never needs to stop
+  // the loop itself: a ping timeout aborts the link, which fails the loop's pull with that error.
+  yield* Scope.provide(client.keepalive.start(link, client.keepaliveConfig, client.onPing), linkScope)
+  if (!attached) yield* attach(client, link)
+  return yield* readLoop(client, link)
+}) as (
+  client: ClientImpl,
+  link: Connection.Link,
+  linkScope: Scope.Closeable,
+  attached: boolean
+) => Effect.Effect<never, MqttError.MqttError>
+
+const connectOnceBody = Effect.fnUntraced(function*(client: ClientImpl) {
+  // A child of the client's scope: no connection outlives the client, whatever is interrupted where.
+  const linkScope = yield* Scope.fork(client.linksScope)
+  const link = yield* Scope.provide(client.connection.connect, linkScope).pipe(
+    Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
+  )
+  yield* Effect.annotateCurrentSpan("messaging.mqtt.session_present", link.connack.sessionPresent)
+  return { link, linkScope } satisfies OpenLink
+})
+
+/**
+ * Connects, retrying by the schedule; `after` is the error that ended the previous connection (the schedule is
+ * stepped with it first, so a broker that accepts and drops at once is not hammered).
+ */
+const connectWithRetry = Effect.fnUntraced(function*(client: ClientImpl, after: MqttError.MqttError | undefined) {
+  const step = yield* Schedule.toStepWithSleep(client.schedule)
+  let attempt = 0
+  let last = after
+  while (true) {
+    if (last !== undefined) {
+      if (!last.isRetryable) return yield* Effect.fail(last)
+      const failure = last
+      attempt++
+      // Status: reconnecting from the moment the connection is lost, through the schedule's delay. Event: an
+      // attempt is about to start (none when the schedule gives up).
+      yield* client.setStatus({ _tag: "Reconnecting", attempt, error: failure })
+      yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
+      client.emit({ _tag: "Reconnecting", attempt })
+      metrics.reconnects.updateUnsafe(1, client.context)
+      yield* Effect.logDebug(`reconnecting to ${client.resolved.url} (attempt ${attempt}) after: ${failure.message}`)
+    }
+    const exit = yield* Effect.exit(client.connectOnce)
+    if (Exit.isSuccess(exit)) return exit.value
+    const error = exitError(exit)
+    if (error === undefined) return yield* Effect.failCause(exit.cause)
+    last = error
+  }
+})
+
+const supervise = Effect.fnUntraced(function*(client: ClientImpl, first: OpenLink) {
+  let current = first
+  let attached = true
+  while (true) {
+    const error = yield* client.runLink(current, attached)
+    if (client.closing) return
+    client.emit({ _tag: "Disconnected", error })
+    const next = yield* Effect.exit(connectWithRetry(client, error))
+    if (client.closing) {
+      // Closed while reconnecting: a connection made meanwhile is closed properly, never left open.
+      if (Exit.isSuccess(next)) {
+        yield* next.value.link.disconnect
+        yield* Scope.close(next.value.linkScope, Exit.void)
+      }
+      return
+    }
+    if (Exit.isFailure(next)) {
+      const final = exitError(next) ?? error
+      client.emit({ _tag: "Offline", error: final })
+      yield* client.setStatus({ _tag: "Disconnected", error: final })
+      yield* client.session.dropAll(final)
+      for (const subscriber of client.local.subscribers) yield* Queue.fail(subscriber.queue, final)
+      return
+    }
+    current = next.value
+    attached = false
+  }
+})
+
+const release = Effect.fnUntraced(function*(client: ClientImpl, subscriber: LocalSubscriptions.Subscriber) {
+  const unused = client.local.remove(subscriber)
+  yield* Queue.end(subscriber.queue)
+  if (client.closing || unused.length === 0 || !subscriber.unsubscribeOnEnd) return
+  // UNSUBSCRIBE is queued now, so that a SUBSCRIBE for the same filter made next goes out after it; its answer is
+  // awaited in the background: a stream's end never waits for the broker.
+  const fiber = yield* Effect.forkIn(Effect.ignore(client.session.unsubscribe(unused)), client.clientScope, {
+    startImmediately: true
+  })
+  const unsubscribing = client.unsubscribing ??= new Map()
+  for (const filter of unused) unsubscribing.set(filter, fiber)
+  fiber.addObserver(() => {
+    for (const filter of unused) if (unsubscribing.get(filter) === fiber) unsubscribing.delete(filter)
+  })
+})
+
+const subscriptionBody = Effect.fnUntraced(function*(
+  client: ClientImpl,
+  filters: Filters,
+  options: SubscribeOptions | undefined
+) {
+  if (client.closing) return yield* Effect.fail(closedError("subscribe"))
+  const requested = toSubscriptions(filters, options?.qos ?? 0)
+  const invalid = SessionState.validateSubscriptions(requested)
+  if (invalid !== undefined) return yield* Effect.fail(invalid)
+  const subscriber = yield* LocalSubscriptions.makeSubscriber(
+    requested,
+    options,
+    options?.unsubscribeOnEnd ?? client.unsubscribeOnEnd
+  )
+  const effective = client.local.add(subscriber)
+  yield* Effect.addFinalizer(() => release(client, subscriber))
+  for (const { topicFilter } of requested) {
+    const pending = client.unsubscribing?.get(topicFilter)
+    // Bounded: a broker that never answers UNSUBSCRIBE must not stall every later subscription.
+    if (pending !== undefined) yield* Effect.timeoutOption(Fiber.await(pending), client.resolved.connectTimeout)
+  }
+  const codes = yield* client.session.subscribe(effective)
+  const granted = yield* Effect.fromResult(client.local.granted(subscriber, codes))
+  return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies Subscription
+}) as (
+  client: ClientImpl,
+  filters: Filters,
+  options: SubscribeOptions | undefined
+) => Effect.Effect<Subscription, MqttError.MqttError, Scope.Scope>
+
+const messagesBody = Effect.fnUntraced(function*(
+  client: ClientImpl,
+  options: Omit<SubscribeOptions, "qos"> | undefined
+) {
+  const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, options, false)
+  client.local.add(subscriber)
+  yield* Effect.addFinalizer(() => release(client, subscriber))
+  return Stream.fromQueue(subscriber.queue)
+})
+
+const disconnectBody = (client: ClientImpl, options?: DisconnectOptions): Effect.Effect<void> =>
+  Effect.uninterruptible(disconnectSteps(client, options))
+
+const disconnectSteps = Effect.fnUntraced(function*(client: ClientImpl, options: DisconnectOptions | undefined) {
+  if (client.closed) return
+  client.closing = true
+  if (options?.force !== true) {
+    yield* Effect.timeoutOption(client.session.awaitIdle, options?.timeout ?? Duration.seconds(5))
+    yield* client.sendDisconnect
+  }
+  client.closed = true
+  if (client.supervisor !== undefined) yield* Fiber.interrupt(client.supervisor)
+  // The supervisor closes the link it runs; this closes one it had not started running yet.
+  if (client.currentLinkScope !== undefined) yield* Scope.close(client.currentLinkScope, Exit.void)
+  yield* client.session.dropAll(
+    MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
+  )
+  // Completions not yet stored (a store keeps what is still unacknowledged, for the next run).
+  yield* client.session.flush.pipe(Effect.catch((error) => Effect.logWarning(`session store: ${error.message}`)))
+  for (const subscriber of client.local.subscribers) yield* Queue.end(subscriber.queue)
+  client.emit({ _tag: "Closed" })
+  yield* client.setStatus({ _tag: "Closed" })
+})
+
+/**
+ * Builds a client from the Connection, Keepalive and Session services, in the current scope.
+ *
+ * @since 0.1.0
+ */
+export const makeNoDeps = (
+  options: MakeOptions = {}
+): Effect.Effect<
+  MqttClient["Service"],
+  MqttError.MqttError,
+  Connection.Connection | Keepalive.Keepalive | Session.Session | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const clientScope = yield* Effect.scope
+    const client = new ClientImpl(
+      yield* Connection.Connection,
+      yield* Keepalive.Keepalive,
+      yield* Session.Session,
+      options,
+      clientScope,
+      yield* Scope.fork(clientScope),
+      yield* Effect.context<never>()
+    )
+    const { session, resolved } = client
 
     // A stored session is restored before the first connection, which resends what it holds.
     const store = options.sessionStore !== undefined
       ? Option.some(options.sessionStore)
       : yield* Effect.serviceOption(SessionStore.SessionStore)
-    let restored: ReadonlyArray<Message> = []
     if (Option.isSome(store)) {
       const journal = yield* store.value.open(resolved.clientId)
       const count = yield* session.useJournal(journal)
       if (count > 0) yield* Effect.logDebug(`restored ${count} unacknowledged operations from the session store`)
-      restored = journal.snapshot.flights.flatMap((flight) => (flight._tag === "Publish" ? [flight.packet] : []))
+      client.restored = journal.snapshot.flights.flatMap((flight) => (flight._tag === "Publish" ? [flight.packet] : []))
     }
 
     // The first connection happens while the client is built: its failure is the build's failure.
-    const first = yield* (options.retryFirstConnect === false ? connectOnce : connectWithRetry(undefined)).pipe(
-      Effect.tapError((error) => setStatus({ _tag: "Disconnected", error }))
+    const first = yield* (options.retryFirstConnect === false ? client.connectOnce : connectWithRetry(client, undefined))
+      .pipe(Effect.tapError((error) => client.setStatus({ _tag: "Disconnected", error })))
+    yield* attach(client, first.link)
+    client.currentLinkScope = first.linkScope
+    client.supervisor = yield* Effect.forkIn(supervise(client, first), clientScope, { startImmediately: true })
+
+    yield* Effect.addFinalizer(() =>
+      disconnectBody(client, { timeout: options.disconnectTimeout ?? Duration.seconds(5) })
     )
-    yield* attach(first.link)
-    currentLinkScope = first.linkScope
-    const supervisor = yield* Effect.forkIn(supervise(first), clientScope, { startImmediately: true })
-
-    // ----- public operations ---------------------------------------------------------------------------------------
-
-    const publish = (input: PublishInput): Effect.Effect<number | undefined, MqttError.MqttError> => {
-      // A closing client takes no new work: disconnect waits only for what was in flight.
-      if (closing) return Effect.fail(closedError("publish"))
-      const qos = input.qos ?? 0
-      const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
-      const published = Effect.map(
-        session.publish({ topic: input.topic, payload, qos, retain: input.retain ?? false }),
-        (packetId) => {
-          metrics.sent[qos]?.updateUnsafe(1, context)
-          // Per message: the event is not even made while nobody listens.
-          if (events !== undefined) emit({ _tag: "Published", topic: input.topic, qos, packetId })
-          return packetId
-        }
-      )
-      if (!tracing) return published
-      return published.pipe(
-        Effect.tap((packetId) => Effect.annotateCurrentSpan("messaging.mqtt.packet_id", packetId ?? 0)),
-        Effect.withSpan("mqtt.publish", {
-          kind: "producer",
-          attributes: {
-            "messaging.system": "mqtt",
-            "messaging.destination.name": input.topic,
-            "messaging.mqtt.qos": qos,
-            "messaging.mqtt.retain": input.retain ?? false,
-            "messaging.message.body.size": payload.length
-          }
-        }, noStackTrace)
-      )
-    }
-
-    const release = (subscriber: LocalSubscriptions.Subscriber) =>
-      Effect.gen(function*() {
-        const unused = local.remove(subscriber)
-        yield* Queue.end(subscriber.queue)
-        if (closing || unused.length === 0 || !subscriber.unsubscribeOnEnd) return
-        // UNSUBSCRIBE is queued now, so that a SUBSCRIBE for the same filter made next goes out after it; its
-        // answer is awaited in the background: a stream's end never waits for the broker.
-        const fiber = yield* Effect.forkIn(Effect.ignore(session.unsubscribe(unused)), clientScope, {
-          startImmediately: true
-        })
-        for (const filter of unused) unsubscribing.set(filter, fiber)
-        fiber.addObserver(() => {
-          for (const filter of unused) if (unsubscribing.get(filter) === fiber) unsubscribing.delete(filter)
-        })
-      })
-
-    const subscription = (filters: Filters, options?: SubscribeOptions) =>
-      Effect.gen(function*() {
-        if (closing) return yield* Effect.fail(closedError("subscribe"))
-        const requested = toSubscriptions(filters, options?.qos ?? 0)
-        const invalid = SessionState.validateSubscriptions(requested)
-        if (invalid !== undefined) return yield* Effect.fail(invalid)
-        const subscriber = yield* LocalSubscriptions.makeSubscriber(
-          requested,
-          options,
-          options?.unsubscribeOnEnd ?? unsubscribeOnEnd
-        )
-        const effective = local.add(subscriber)
-        yield* Effect.addFinalizer(() => release(subscriber))
-        for (const { topicFilter } of requested) {
-          const pending = unsubscribing.get(topicFilter)
-          // Bounded: a broker that never answers UNSUBSCRIBE must not stall every later subscription.
-          if (pending !== undefined) yield* Effect.timeoutOption(Fiber.await(pending), resolved.connectTimeout)
-        }
-        const codes = yield* session.subscribe(effective)
-        const granted = yield* Effect.fromResult(local.granted(subscriber, codes))
-        return { granted, messages: Stream.fromQueue(subscriber.queue) } satisfies Subscription
-      })
-
-    const messages = (options?: Omit<SubscribeOptions, "qos">) =>
-      Stream.unwrap(
-        Effect.gen(function*() {
-          const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, options, false)
-          local.add(subscriber)
-          yield* Effect.addFinalizer(() => release(subscriber))
-          return Stream.fromQueue(subscriber.queue)
-        })
-      )
-
-    const unsubscribe = (filters: string | ReadonlyArray<string>) =>
-      Effect.suspend(() => {
-        if (closing) return Effect.fail(closedError("unsubscribe"))
-        const list = typeof filters === "string" ? [filters] : filters
-        for (const filter of list) local.active.delete(filter)
-        return session.unsubscribe(list)
-      })
-
-    let closed = false
-    const disconnect = (disconnectOptions?: DisconnectOptions) =>
-      Effect.gen(function*() {
-        if (closed) return
-        closing = true
-        if (disconnectOptions?.force !== true) {
-          yield* Effect.timeoutOption(session.awaitIdle, disconnectOptions?.timeout ?? Duration.seconds(5))
-          yield* sendDisconnect
-        }
-        closed = true
-        yield* Fiber.interrupt(supervisor)
-        // The supervisor closes the link it runs; this closes one it had not started running yet.
-        if (currentLinkScope !== undefined) yield* Scope.close(currentLinkScope, Exit.void)
-        yield* session.dropAll(
-          MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
-        )
-        // Completions not yet stored (a store keeps what is still unacknowledged, for the next run).
-        yield* session.flush.pipe(Effect.catch((error) => Effect.logWarning(`session store: ${error.message}`)))
-        for (const subscriber of local.subscribers) yield* Queue.end(subscriber.queue)
-        emit({ _tag: "Closed" })
-        yield* setStatus({ _tag: "Closed" })
-      }).pipe(Effect.uninterruptible)
-
-    const sendDisconnect = Effect.suspend(() => (currentLink !== undefined ? currentLink.disconnect : Effect.void))
-
-    yield* Effect.addFinalizer(() => disconnect({ timeout: options.disconnectTimeout ?? Duration.seconds(5) }))
-
-    return MqttClient.of({
-      publish,
-      subscribe: (filters, subscribeOptions) =>
-        Stream.unwrap(Effect.map(subscription(filters, subscribeOptions), (s) => s.messages)),
-      subscription,
-      unsubscribe,
-      messages,
-      restored,
-      get status() {
-        return statusRef ??= Effect.runSync(SubscriptionRef.make(currentStatus))
-      },
-      events: Stream.unwrap(
-        Effect.map(
-          Effect.suspend(() => (events !== undefined ? Effect.succeed(events) : PubSub.sliding<Event>(1024))),
-          (hub) => {
-            events = hub
-            return Stream.fromPubSub(hub)
-          }
-        )
-      ),
-      isConnected: Effect.sync(() => currentStatus._tag === "Connected"),
-      pendingCount: Effect.sync(() => session.pending()),
-      disconnect
-    })
+    return client.service()
   })
 
 const exitError = (exit: Exit.Exit<unknown, MqttError.MqttError>): MqttError.MqttError | undefined => {

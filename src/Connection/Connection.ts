@@ -177,7 +177,7 @@ const protocolViolation = (detail: string) => MqttError.make(new MqttError.Proto
 const disconnected = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
 // ---------------------------------------------------------------------------------------------------------------------
-// The writer: one queue and one fiber per connection
+// The writer: one queue per connection, written from a microtask (or, over other transports, a writer fiber)
 // ---------------------------------------------------------------------------------------------------------------------
 
 /**
@@ -385,7 +385,7 @@ export const connect = (
         Effect.mapError((error) => fromSocketError(url, error))
       )
       const writer = yield* Scope.provide(socket.writer, scope)
-      // [MQTT-3.1.0-1]: CONNECT is the first packet on the connection, written before the writer fiber exists.
+      // [MQTT-3.1.0-1]: CONNECT is the first packet on the connection, written before the outbox exists.
       yield* writer.write(connectBytes.success).pipe(Effect.mapError((error) => fromSocketError(url, error)))
       lastSentAt = clock.currentTimeMillisUnsafe()
       let early: Array<Packet.Packet> = []
