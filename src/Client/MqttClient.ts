@@ -683,13 +683,15 @@ const connectOnceBody = Effect.fnUntraced(function*(client: ClientImpl) {
  * stepped with it first, so a broker that accepts and drops at once is not hammered).
  */
 const connectWithRetry = Effect.fnUntraced(function*(client: ClientImpl, after: MqttError.MqttError | undefined) {
-  const step = yield* Schedule.toStepWithSleep(client.schedule)
+  // The schedule is started at the first failure: most connections succeed at once and never step it.
+  let step: ((input: MqttError.MqttError) => Pull.Pull<unknown, never, unknown>) | undefined
   let attempt = 0
   let last = after
   while (true) {
     if (last !== undefined) {
       if (!last.isRetryable) return yield* Effect.fail(last)
       const failure = last
+      step ??= yield* Schedule.toStepWithSleep(client.schedule)
       attempt++
       // Status: reconnecting from the moment the connection is lost, through the schedule's delay. Event: an
       // attempt is about to start (none when the schedule gives up).
