@@ -7,7 +7,7 @@
  * waiting pull at once; when the chunks nobody pulled reach `highWaterMark` bytes the socket is paused, so the kernel
  * window closes and the broker waits — a slow consumer costs bounded memory. Writes go straight to the socket; the
  * writer also offers them synchronously (`directWriter`), which lets `Connection` write a batch without resuming its
- * writer fiber, and waits for `drain` when Node's buffer is full. Closing the reader's scope ends the connection after
+ * writer fiber, and waits for `drain` when Node's buffer is full (256 KiB on TCP, Node's 16 KiB on TLS). Closing the reader's scope ends the connection after
  * what was written, or resets it when that has not left within `CLOSE_GRACE_MILLIS` (a broker that stopped reading).
  *
  * It replaces `@effect/platform-node`'s `NodeSocket` for TCP and TLS (WebSockets still use `NodeWS`): that adapter
@@ -62,6 +62,15 @@ export type DialOptions =
 
 /** Unpulled bytes from which the socket stops reading; Node's own default buffer for a socket. */
 const HIGH_WATER_MARK = 64 * 1024
+
+/** Bytes Node may buffer for writing before a write reports the buffer full (its default is 16 KiB). */
+const WRITE_HIGH_WATER_MARK = 256 * 1024
+
+/** The options with the larger write buffer (Node accepts it; its typings of connect options omit it). */
+const withWriteBuffer = (options: Net.NetConnectOpts): Net.NetConnectOpts => {
+  const withBuffer = { ...options, writableHighWaterMark: WRITE_HIGH_WATER_MARK }
+  return withBuffer
+}
 
 /** How long a closed connection may take to flush what was written to it before it is destroyed. */
 const CLOSE_GRACE_MILLIS = 2000
@@ -173,7 +182,9 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
   Effect.callback<Connection, Socket.SocketError>((resume) => {
     let conn: Net.Socket
     try {
-      conn = options.transport === "tls" ? Tls.connect(options) : Net.createConnection(options)
+      conn = options.transport === "tls"
+        ? Tls.connect(options)
+        : Net.createConnection(withWriteBuffer(options))
     } catch (cause) {
       // Node refuses some options synchronously (an unusable CA or certificate, say): a failed open, not a defect.
       return resume(Effect.fail(openError(cause)))
