@@ -180,6 +180,14 @@ const disconnected = (operation: string) => MqttError.make(new MqttError.Disconn
 // The writer: one queue per connection, written from a microtask (or, over other transports, a writer fiber)
 // ---------------------------------------------------------------------------------------------------------------------
 
+/** What an outbox reports to its link. */
+interface OutboxOwner {
+  /** A batch was written. */
+  readonly written: () => void
+  /** The direct writer could not write (the connection closed while blocked): the link fails with this error. */
+  readonly writeError: (error: Socket.SocketError) => void
+}
+
 /**
  * The outgoing side of one connection: packets are encoded when queued, and everything queued in one synchronous run
  * goes out in one write. Over a transport with a direct writer (`NetSocket`: TCP and TLS) the outbox writes that batch
@@ -209,18 +217,12 @@ class Outbox {
    * runs ahead of the socket by more than one batch.
    */
   draining: Deferred.Deferred<void, MqttError.MqttError> | undefined = undefined
-  readonly onWritten: () => void
-  /** The direct writer could not write (the connection closed while blocked): the link fails with this error. */
-  readonly onWriteError: (error: Socket.SocketError) => void
+  /** Told when a batch is written, and when the direct writer cannot write (the link then fails). */
+  readonly owner: OutboxOwner
 
-  constructor(
-    direct: NetSocket.DirectWriter | undefined,
-    onWritten: () => void,
-    onWriteError: (error: Socket.SocketError) => void
-  ) {
+  constructor(direct: NetSocket.DirectWriter | undefined, owner: OutboxOwner) {
     this.direct = direct
-    this.onWritten = onWritten
-    this.onWriteError = onWriteError
+    this.owner = owner
   }
 
   offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
@@ -281,7 +283,7 @@ class Outbox {
     const batch = this.take()!
     const direct = this.direct!
     const full = direct.writeNow(batch.chunks)
-    this.onWritten()
+    this.owner.written()
     if (full) {
       this.blocked = true
       this.draining = batch.written
@@ -293,7 +295,7 @@ class Outbox {
 
   readonly #onDrained = (error: Socket.SocketError | undefined): void => {
     this.cancelDrain = undefined
-    if (error !== undefined) return this.onWriteError(error)
+    if (error !== undefined) return this.owner.writeError(error)
     // Node's buffer drained: the batch that filled it is written, and what queued meanwhile goes out.
     const draining = this.draining
     this.draining = undefined
@@ -357,6 +359,247 @@ const coalesce = (chunks: Array<Uint8Array>): NonEmptyReadonlyArray<Uint8Array> 
 // ---------------------------------------------------------------------------------------------------------------------
 
 
+/** What the handshake leaves for the link: the socket's reader and writer, the CONNACK and packets that came with it. */
+interface Handshake {
+  readonly readChunks: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>
+  readonly writer: Socket.Writer
+  readonly connack: Packet.Connack
+  readonly rest: ReadonlyArray<Packet.Packet>
+  readonly sentAt: number
+  readonly receivedAt: number
+}
+
+/** Dials through `socket` in `scope`, writes CONNECT and reads up to CONNACK (no timeout: `connect` adds it). */
+const handshake = Effect.fnUntraced(function*(
+  socket: Socket.Socket,
+  url: string,
+  scope: Scope.Scope,
+  clock: Clock.Clock,
+  decoder: Codec.Decoder,
+  connectBytes: Uint8Array
+) {
+  const readChunks = yield* Scope.provide(Socket.readerBytes(socket), scope).pipe(
+    Effect.mapError((error) => fromSocketError(url, error))
+  )
+  const writer = yield* Scope.provide(socket.writer, scope)
+  // [MQTT-3.1.0-1]: CONNECT is the first packet on the connection, written before the outbox exists.
+  yield* writer.write(connectBytes).pipe(Effect.mapError((error) => fromSocketError(url, error)))
+  const sentAt = clock.currentTimeMillisUnsafe()
+  let receivedAt = sentAt
+  let early: Array<Packet.Packet> = []
+  while (early.length === 0) {
+    const chunks = yield* readChunks.pipe(Effect.mapError((error) => fromSocketError(url, error)))
+    receivedAt = clock.currentTimeMillisUnsafe()
+    for (const chunk of chunks) {
+      const decoded = decoder.push(chunk)
+      if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
+      early = early.length === 0 ? decoded.success : early.concat(decoded.success)
+    }
+  }
+  const first = early[0]!
+  if (first._tag !== "Connack") {
+    // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
+    return yield* Effect.fail(protocolViolation(`expected CONNACK, received ${first._tag}`))
+  }
+  if (first.returnCode !== 0) {
+    return yield* Effect.fail(MqttError.make(new MqttError.ConnectionRefused({ returnCode: first.returnCode })))
+  }
+  return { readChunks, writer, connack: first, rest: early.slice(1), sentAt, receivedAt } satisfies Handshake
+})
+
+/** Checks a decoded batch: only packets a server may send, and no second CONNACK. */
+const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
+  for (let i = 0; i < packets.length; i++) {
+    const packet = packets[i]!
+    const tag = packet._tag
+    if (!Packet.isServerPacket(packet)) return protocolViolation(`a server never sends ${tag} [MQTT-4.8.0-1]`)
+    if (tag === "Connack") return protocolViolation("a second CONNACK on one connection [MQTT-3.2.0-1]")
+  }
+  return packets as ReadonlyArray<Packet.ServerPacket>
+}
+
+/**
+ * An established link: the decoder and outbox of one connection, its timestamps, and its first error. One object
+ * per connection, its operations methods rather than closures (an idle process holds thousands of links).
+ */
+class LinkImpl implements Link {
+  readonly connack: Packet.Connack
+  readonly url: string
+  readonly pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError>
+  readonly disconnect: Effect.Effect<void>
+  readonly outbox: Outbox
+  readonly #decoder: Codec.Decoder
+  readonly #clock: Clock.Clock
+  readonly #writer: Socket.Writer
+  /** One read and the handling of its chunks, made once and run by every pull. */
+  readonly #read: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError>
+  #lastSentAt: number
+  #lastReceivedAt: number
+  #receivedCount = 0
+  /** The first error of this link: every later send and pull fails with it. */
+  aborted: MqttError.MqttError | undefined = undefined
+  /** The link's scope closed: nothing may be written through its socket any more. */
+  closed = false
+  /** Packets that arrived with CONNACK, handed to the first pull. */
+  #pending: ReadonlyArray<Packet.Packet> | undefined
+
+  constructor(options: ConnectOptions.Resolved, clock: Clock.Clock, decoder: Codec.Decoder, shake: Handshake) {
+    this.connack = shake.connack
+    this.url = options.url
+    this.#decoder = decoder
+    this.#clock = clock
+    this.#writer = shake.writer
+    this.#lastSentAt = shake.sentAt
+    this.#lastReceivedAt = shake.receivedAt
+    this.#pending = shake.rest.length > 0 ? shake.rest : undefined
+    this.outbox = new Outbox(NetSocket.directWriter(shake.writer), this)
+    this.#read = Effect.matchEffect(shake.readChunks, {
+      onFailure: (error) => this.#readError(error),
+      onSuccess: (chunks) => this.#onChunks(chunks)
+    })
+    this.pull = Effect.suspend(() => this.#pull())
+    this.disconnect = Effect.suspend(() => {
+      if (this.outbox.closed || this.outbox.failure !== undefined) return Effect.void
+      // [MQTT-3.14.4-2]: the outbox accepts nothing after DISCONNECT. [MQTT-3.14.4-1]: closing the link's scope
+      // then ends the socket (FIN after the queued bytes), which closes the connection.
+      return Effect.ignore(this.send(Packet.disconnect))
+    })
+  }
+
+  offer(packet: OutgoingPacket): MqttError.MqttError | undefined {
+    return this.outbox.offer(packet)
+  }
+
+  send(packet: OutgoingPacket): Effect.Effect<void, MqttError.MqttError> {
+    return Effect.suspend(() => {
+      const written = this.outbox.written
+      const invalid = this.outbox.offer(packet)
+      return invalid !== undefined ? Effect.fail(invalid) : Deferred.await(written)
+    })
+  }
+
+  lastSentAt(): number {
+    return this.#lastSentAt
+  }
+
+  lastReceivedAt(): number {
+    return this.#lastReceivedAt
+  }
+
+  receivedCount(): number {
+    return this.#receivedCount
+  }
+
+  abort(error: MqttError.MqttError): Effect.Effect<void> {
+    return Effect.ignore(this.failLink(error))
+  }
+
+  /** The outbox wrote a batch. */
+  written(): void {
+    this.#lastSentAt = this.#clock.currentTimeMillisUnsafe()
+  }
+
+  /** The direct writer could not write (the connection closed while blocked): outside any fiber. */
+  writeError(error: Socket.SocketError): void {
+    // Failing the link and closing its socket are synchronous over a direct writer.
+    Effect.runFork(this.writeFailed(fromSocketError(this.url, error)))
+  }
+
+  /**
+   * Fails the link with its first error: queued and later sends fail with it, the socket is closed (which wakes a
+   * pending pull), and so does every later pull.
+   */
+  failLink(error: MqttError.MqttError): Effect.Effect<never, MqttError.MqttError> {
+    this.aborted ??= error
+    this.outbox.fail(this.aborted)
+    return Effect.andThen(this.#closeSocket(this.aborted), Effect.fail(this.aborted))
+  }
+
+  /** A write failed: the connection is unusable. */
+  writeFailed(failure: MqttError.MqttError): Effect.Effect<void> {
+    return Effect.ignore(this.failLink(failure))
+  }
+
+  /**
+   * Closes this connection's socket. Once this link's scope is closed nothing may be written through its writer: a
+   * transport's writer may outlive the connection it wrote to.
+   */
+  #closeSocket(error: MqttError.MqttError): Effect.Effect<void> {
+    return this.closed ? Effect.void : Effect.ignore(this.#writer.write(new Socket.CloseEvent(1006, error.message)))
+  }
+
+  #pull(): Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> {
+    if (this.aborted !== undefined) return Effect.fail(this.aborted)
+    const pending = this.#pending
+    if (pending !== undefined) {
+      this.#pending = undefined
+      return this.#accepted(pending)
+    }
+    return this.#read
+  }
+
+  #accepted(packets: ReadonlyArray<Packet.Packet>): Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> {
+    const accepted = accept(packets)
+    return Array.isArray(accepted) ? Effect.succeed(accepted) : this.failLink(accepted as MqttError.MqttError)
+  }
+
+  #onChunks(
+    chunks: NonEmptyReadonlyArray<Uint8Array>
+  ): Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> {
+    this.#lastReceivedAt = this.#clock.currentTimeMillisUnsafe()
+    this.#receivedCount++
+    let packets: Array<Packet.Packet> | undefined
+    for (let i = 0; i < chunks.length; i++) {
+      const decoded = this.#decoder.push(chunks[i]!)
+      if (Result.isFailure(decoded)) return this.failLink(decoded.failure)
+      packets = packets === undefined ? decoded.success : packets.concat(decoded.success)
+    }
+    if (packets === undefined || packets.length === 0) return this.pull
+    return this.#accepted(packets)
+  }
+
+  /** The connection ended: what is queued or sent later fails with the same error as the read, the first one. */
+  #readError(error: Socket.SocketError): Effect.Effect<never, MqttError.MqttError> {
+    this.aborted ??= fromSocketError(this.url, error)
+    this.outbox.fail(this.aborted)
+    return Effect.fail(this.aborted)
+  }
+}
+
+/** The writer fiber of a transport without a direct writer: one `writeAll` per batch. */
+const writeLoop = Effect.fnUntraced(function*(link: LinkImpl, writer: Socket.Writer) {
+  const outbox = link.outbox
+  while (true) {
+    const batch = outbox.take()
+    if (batch === undefined) {
+      if (outbox.failure !== undefined) return
+      yield* Effect.callback<void>((resume) => {
+        // Something queued since `take` (the fiber may have yielded in between): no need to wait.
+        if (outbox.chunks.length > 0 || outbox.failure !== undefined) return resume(Effect.void)
+        outbox.wake = () => resume(Effect.void)
+        return Effect.sync(() => {
+          outbox.wake = undefined
+        })
+      })
+      continue
+    }
+    const failure = yield* writer.writeAll(batch.chunks).pipe(
+      // The scope closed while this batch was being written: its senders must not wait forever.
+      Effect.onInterrupt(() =>
+        Effect.sync(() => Deferred.doneUnsafe(batch.written, Exit.fail(link.aborted ?? disconnected("send"))))
+      ),
+      Effect.as(undefined),
+      Effect.catch((error) => Effect.succeed(fromSocketError(link.url, error)))
+    )
+    if (failure !== undefined) {
+      Deferred.doneUnsafe(batch.written, Exit.fail(failure))
+      return yield* link.writeFailed(failure)
+    }
+    link.written()
+    Deferred.doneUnsafe(batch.written, Exit.void)
+  }
+}) as (link: LinkImpl, writer: Socket.Writer) => Effect.Effect<void>
+
 /**
  * Dials, sends CONNECT and waits for CONNACK; see the module documentation.
  *
@@ -372,42 +615,10 @@ export const connect = (
     const clock = yield* Clock.Clock
     const url = options.url
     const decoder = new Codec.Decoder({ maximumPacketSize: options.maximumPacketSize })
-    let lastSentAt = clock.currentTimeMillisUnsafe()
-    let lastReceivedAt = lastSentAt
-    let receivedCount = 0
-    let aborted: MqttError.MqttError | undefined
-
     const connectBytes = Codec.encode(ConnectOptions.connectPacket(options))
     if (Result.isFailure(connectBytes)) return yield* Effect.fail(connectBytes.failure)
 
-    const handshake = Effect.gen(function*() {
-      const readChunks = yield* Scope.provide(Socket.readerBytes(socket), scope).pipe(
-        Effect.mapError((error) => fromSocketError(url, error))
-      )
-      const writer = yield* Scope.provide(socket.writer, scope)
-      // [MQTT-3.1.0-1]: CONNECT is the first packet on the connection, written before the outbox exists.
-      yield* writer.write(connectBytes.success).pipe(Effect.mapError((error) => fromSocketError(url, error)))
-      lastSentAt = clock.currentTimeMillisUnsafe()
-      let early: Array<Packet.Packet> = []
-      while (early.length === 0) {
-        const chunks = yield* readChunks.pipe(Effect.mapError((error) => fromSocketError(url, error)))
-        lastReceivedAt = clock.currentTimeMillisUnsafe()
-        for (const chunk of chunks) {
-          const decoded = decoder.push(chunk)
-          if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
-          early = early.length === 0 ? decoded.success : early.concat(decoded.success)
-        }
-      }
-      const first = early[0]!
-      if (first._tag !== "Connack") {
-        // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
-        return yield* Effect.fail(protocolViolation(`expected CONNACK, received ${first._tag}`))
-      }
-      if (first.returnCode !== 0) {
-        return yield* Effect.fail(MqttError.make(new MqttError.ConnectionRefused({ returnCode: first.returnCode })))
-      }
-      return { readChunks, writer, connack: first, rest: early.slice(1) } as const
-    }).pipe(
+    const shake = yield* handshake(socket, url, scope, clock, decoder, connectBytes.success).pipe(
       Effect.timeoutOrElse({
         duration: options.connectTimeout,
         orElse: () =>
@@ -419,153 +630,17 @@ export const connect = (
       }),
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
     )
-
-    const { readChunks, writer, connack, rest } = yield* handshake
-    const direct = NetSocket.directWriter(writer)
-    const outbox = new Outbox(
-      direct,
-      () => {
-        lastSentAt = clock.currentTimeMillisUnsafe()
-      },
-      // Only over a direct writer, outside any fiber; failing the link and closing its socket are synchronous there.
-      (error) => Effect.runFork(writeFailed(fromSocketError(url, error)))
-    )
-
+    const link = new LinkImpl(options, clock, decoder, shake)
     // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
-    let linkClosed = false
     yield* Scope.addFinalizer(
       scope,
       Effect.sync(() => {
-        linkClosed = true
-        outbox.fail(aborted ?? disconnected("send"))
+        link.closed = true
+        link.outbox.fail(link.aborted ?? disconnected("send"))
       })
     )
-    /**
-     * Closes this connection's socket. The socket's writer is shared by every connection and waits for the next one
-     * while none is open, so once this link's scope is closed nothing may be written through it.
-     */
-    const closeSocket = (error: MqttError.MqttError) =>
-      linkClosed ? Effect.void : Effect.ignore(writer.write(new Socket.CloseEvent(1006, error.message)))
-
-    /**
-     * Fails the link with its first error: queued and later sends fail with it, the socket is closed (which wakes a
-     * pending pull), and so does every later pull.
-     */
-    const failLink = (error: MqttError.MqttError) => {
-      aborted ??= error
-      outbox.fail(aborted)
-      return Effect.andThen(closeSocket(aborted), Effect.fail(aborted))
-    }
-
-    /** A write failed: the connection is unusable. */
-    const writeFailed = (failure: MqttError.MqttError) => Effect.ignore(failLink(failure))
-
-    const writeLoop: Effect.Effect<void> = Effect.gen(function*() {
-      while (true) {
-        const batch = outbox.take()
-        if (batch === undefined) {
-          if (outbox.failure !== undefined) return
-          yield* Effect.callback<void>((resume) => {
-            // Something queued since `take` (the fiber may have yielded in between): no need to wait.
-            if (outbox.chunks.length > 0 || outbox.failure !== undefined) return resume(Effect.void)
-            outbox.wake = () => resume(Effect.void)
-            return Effect.sync(() => {
-              outbox.wake = undefined
-            })
-          })
-          continue
-        }
-        const failure = yield* writer.writeAll(batch.chunks).pipe(
-          // The scope closed while this batch was being written: its senders must not wait forever.
-          Effect.onInterrupt(() =>
-            Effect.sync(() => Deferred.doneUnsafe(batch.written, Exit.fail(aborted ?? disconnected("send"))))
-          ),
-          Effect.as(undefined),
-          Effect.catch((error) => Effect.succeed(fromSocketError(url, error)))
-        )
-        if (failure !== undefined) {
-          Deferred.doneUnsafe(batch.written, Exit.fail(failure))
-          return yield* writeFailed(failure)
-        }
-        outbox.onWritten()
-        Deferred.doneUnsafe(batch.written, Exit.void)
-      }
-    })
     // Over a direct writer the outbox writes by itself; any other transport gets a writer fiber.
-    if (direct === undefined) yield* Effect.forkIn(writeLoop, scope, { startImmediately: true })
-
-    let pending: ReadonlyArray<Packet.Packet> | undefined = rest.length > 0 ? rest : undefined
-
-    const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
-      for (let i = 0; i < packets.length; i++) {
-        const packet = packets[i]!
-        const tag = packet._tag
-        if (!Packet.isServerPacket(packet)) return protocolViolation(`a server never sends ${tag} [MQTT-4.8.0-1]`)
-        if (tag === "Connack") return protocolViolation("a second CONNACK on one connection [MQTT-3.2.0-1]")
-      }
-      return packets as ReadonlyArray<Packet.ServerPacket>
-    }
-
-    const onChunks = (
-      chunks: NonEmptyReadonlyArray<Uint8Array>
-    ): Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> => {
-      lastReceivedAt = clock.currentTimeMillisUnsafe()
-      receivedCount++
-      let packets: Array<Packet.Packet> | undefined
-      for (let i = 0; i < chunks.length; i++) {
-        const decoded = decoder.push(chunks[i]!)
-        if (Result.isFailure(decoded)) return failLink(decoded.failure)
-        packets = packets === undefined ? decoded.success : packets.concat(decoded.success)
-      }
-      if (packets === undefined || packets.length === 0) return pull
-      const accepted = accept(packets)
-      return Array.isArray(accepted) ? Effect.succeed(accepted) : failLink(accepted as MqttError.MqttError)
-    }
-
-    /** The connection ended: what is queued or sent later fails with the same error as the read, the first one. */
-    const readError = (error: Socket.SocketError) => {
-      aborted ??= fromSocketError(url, error)
-      outbox.fail(aborted)
-      return Effect.fail(aborted)
-    }
-
-    const pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> = Effect.suspend(():
-      Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError> =>
-    {
-      if (aborted !== undefined) return Effect.fail(aborted)
-      if (pending !== undefined) {
-        const packets = pending
-        pending = undefined
-        const accepted = accept(packets)
-        return Array.isArray(accepted) ? Effect.succeed(accepted) : failLink(accepted as MqttError.MqttError)
-      }
-      return Effect.matchEffect(readChunks, { onFailure: readError, onSuccess: onChunks })
-    })
-
-    const send = (packet: OutgoingPacket): Effect.Effect<void, MqttError.MqttError> =>
-      Effect.suspend(() => {
-        const written = outbox.written
-        const invalid = outbox.offer(packet)
-        return invalid !== undefined ? Effect.fail(invalid) : Deferred.await(written)
-      })
-
-    const link: Link = {
-      connack,
-      url,
-      pull,
-      offer: (packet) => outbox.offer(packet),
-      send,
-      disconnect: Effect.suspend(() => {
-        if (outbox.closed || outbox.failure !== undefined) return Effect.void
-        // [MQTT-3.14.4-2]: the outbox accepts nothing after DISCONNECT. [MQTT-3.14.4-1]: closing the link's scope
-        // then ends the socket (FIN after the queued bytes), which closes the connection.
-        return Effect.ignore(send(Packet.disconnect))
-      }),
-      lastSentAt: () => lastSentAt,
-      lastReceivedAt: () => lastReceivedAt,
-      receivedCount: () => receivedCount,
-      abort: (error) => Effect.ignore(failLink(error))
-    }
+    if (link.outbox.direct === undefined) yield* Effect.forkIn(writeLoop(link, shake.writer), scope, { startImmediately: true })
     return link
   })
 
