@@ -508,25 +508,50 @@ class ClientImpl {
     )
   }
 
-  /** The public service: plain functions over this client, so that they can be passed around unbound. */
+  /** The public service. */
   service(): MqttClient["Service"] {
-    const client = this
-    return MqttClient.of({
-      publish: (input) => client.publish(input),
-      subscribe: (filters, subscribeOptions) =>
-        Stream.unwrap(Effect.map(subscriptionBody(client, filters, subscribeOptions), (s) => s.messages)),
-      subscription: (filters, subscribeOptions) => subscriptionBody(client, filters, subscribeOptions),
-      unsubscribe: (filters) => client.unsubscribe(filters),
-      messages: (messagesOptions) => client.messages(messagesOptions),
-      restored: client.restored,
-      get status() {
-        return client.status
-      },
-      events: client.eventStream,
-      isConnected: Effect.sync(() => client.currentStatus._tag === "Connected"),
-      pendingCount: Effect.sync(() => client.session.pending()),
-      disconnect: (disconnectOptions) => disconnectBody(client, disconnectOptions)
-    })
+    return MqttClient.of(new ClientService(this))
+  }
+}
+
+/** The MqttClient service's shape. */
+type Service = MqttClient["Service"]
+
+/**
+ * The public service object of one client: plain functions over it, so that they can be passed around unbound, and
+ * `status` made on first read. A class, not an object literal: a literal with a getter is created in V8's slow
+ * (dictionary) mode, which every later `client.publish` lookup pays for.
+ */
+class ClientService implements Service {
+  readonly publish: Service["publish"]
+  readonly subscribe: Service["subscribe"]
+  readonly subscription: Service["subscription"]
+  readonly unsubscribe: Service["unsubscribe"]
+  readonly messages: Service["messages"]
+  readonly restored: ReadonlyArray<Message>
+  readonly events: Stream.Stream<Event>
+  readonly isConnected: Effect.Effect<boolean>
+  readonly pendingCount: Effect.Effect<number>
+  readonly disconnect: Service["disconnect"]
+  readonly #client: ClientImpl
+
+  constructor(client: ClientImpl) {
+    this.#client = client
+    this.publish = (input) => client.publish(input)
+    this.subscribe = (filters, subscribeOptions) =>
+      Stream.unwrap(Effect.map(subscriptionBody(client, filters, subscribeOptions), (s) => s.messages))
+    this.subscription = (filters, subscribeOptions) => subscriptionBody(client, filters, subscribeOptions)
+    this.unsubscribe = (filters) => client.unsubscribe(filters)
+    this.messages = (messagesOptions) => client.messages(messagesOptions)
+    this.restored = client.restored
+    this.events = client.eventStream
+    this.isConnected = Effect.sync(() => client.currentStatus._tag === "Connected")
+    this.pendingCount = Effect.sync(() => client.session.pending())
+    this.disconnect = (disconnectOptions) => disconnectBody(client, disconnectOptions)
+  }
+
+  get status(): SubscriptionRef.SubscriptionRef<Status> {
+    return this.#client.status
   }
 }
 
