@@ -58,7 +58,8 @@ class BenchError extends Data.TaggedError("BenchError")<{ readonly message: stri
 // ---------------------------------------------------------------------------------------------------------------------
 
 const usage = `usage: npm run bench -- [--quick] [--scenario N]... [--rounds R] [--clients a,b]
-                            [--url URL | --broker aedes] [--timeout S] [--profile DIR] [--heap-snapshot DIR]
+                            [--url URL | --broker aedes] [--timeout S] [--connections N] [--profile DIR]
+                            [--heap-snapshot DIR]
   --quick          1/10 of the counts, 2 rounds, 200 connections (under a minute)
   --scenario N     run scenario N only (1..8; repeat or comma-separate for several)
   --rounds R       rounds per scenario (default 5; --quick: 2)
@@ -66,6 +67,8 @@ const usage = `usage: npm run bench -- [--quick] [--scenario N]... [--rounds R] 
   --url URL        use this broker instead of starting Mosquitto
   --broker NAME    mosquitto (default: started on a free loopback port) or aedes (in this process)
   --timeout S      bound on each child, seconds (default 30 with --quick, else 180)
+  --connections N  clients of scenario 7 (default 1000; --quick: 200): RSS per connection moves in steps with
+                   V8's heap sizing, so compare more than one count
   --profile DIR    CPU-profile each child's measured window (first publish to last delivery) into DIR;
                    summarise with: npx node bench/profile.ts DIR/FILE.cpuprofile
   --heap-snapshot DIR  heap snapshot of each scenario 7 child while its clients idle, into DIR;
@@ -81,6 +84,7 @@ interface Settings {
   readonly profileDir: string | undefined
   readonly heapSnapshotDir: string | undefined
   readonly timeoutMs: number | undefined
+  readonly connections: number | undefined
 }
 
 const parseSettings = (argv: ReadonlyArray<string>): Settings => {
@@ -96,6 +100,7 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
       profile: { type: "string" },
       "heap-snapshot": { type: "string" },
       timeout: { type: "string" },
+      connections: { type: "string" },
       help: { type: "boolean", default: false }
     }
   })
@@ -118,7 +123,12 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   if (values.broker !== "mosquitto" && values.broker !== "aedes") bad(`--broker takes mosquitto or aedes`)
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout)
   if (timeout !== undefined && !(timeout > 0)) bad(`--timeout takes a positive number of seconds`)
+  const connections = values.connections === undefined ? undefined : Number(values.connections)
+  if (connections !== undefined && !(Number.isInteger(connections) && connections > 0)) {
+    bad(`--connections takes a positive integer`)
+  }
   return {
+    connections,
     quick: values.quick,
     scenarios: scenarios === undefined ? undefined : new Set(scenarios),
     rounds,
@@ -338,7 +348,7 @@ const program = Effect.gen(function*() {
   const settings = parseSettings(process.argv.slice(2))
   const startedAt = new Date()
   const wanted = (scenario: number) => settings.scenarios === undefined || settings.scenarios.has(scenario)
-  const cases = makeCases(settings.quick).filter((c) => wanted(c.scenario))
+  const cases = makeCases(settings.quick, settings.connections).filter((c) => wanted(c.scenario))
   const needsBroker = cases.length > 0
   const broker: Broker = needsBroker ? yield* startBroker(settings) : { url: "", description: "none (codec only)" }
   for (const dir of [settings.profileDir, settings.heapSnapshotDir]) {

@@ -136,7 +136,7 @@ export interface CaseDef {
 const KiB = 1024
 
 /** The cases of scenarios 1–7 (scenario 8, the codec, runs `bench/codec.ts`). */
-export const makeCases = (quick: boolean): ReadonlyArray<CaseDef> => {
+export const makeCases = (quick: boolean, connections?: number | undefined): ReadonlyArray<CaseDef> => {
   const n = (full: number, small: number) => (quick ? small : full)
   const deadlineMs = quick ? 30_000 : 180_000
   const throughput = (params: ThroughputParams): Workload => ({ _tag: "Throughput", params })
@@ -147,7 +147,7 @@ export const makeCases = (quick: boolean): ReadonlyArray<CaseDef> => {
   const latency = n(2_000, 200)
   const large = n(2_000, 200)
   const fanout = n(10_000, 1_000)
-  const conns = n(1_000, 200)
+  const conns = connections ?? n(1_000, 200)
   return [
     {
       id: "qos0",
