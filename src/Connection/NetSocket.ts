@@ -101,14 +101,16 @@ class Connection {
 
   constructor(conn: Net.Socket) {
     this.conn = conn
-    conn.on("data", this.onData)
-    conn.on("end", this.onEnd)
-    conn.on("close", this.onClose)
+    // The listeners are shared by every connection and find theirs on the socket: no closures per connection.
+    ;(conn as ConnectionSocket)[connectionKey] = this
+    conn.on("data", onData)
+    conn.on("end", onEnd)
+    conn.on("close", onClose)
     // An error is followed by `close`; this listener also keeps it from being thrown.
-    conn.on("error", this.onError)
+    conn.on("error", onError)
   }
 
-  readonly onData = (chunk: Buffer): void => {
+  data(chunk: Buffer): void {
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
@@ -132,10 +134,6 @@ class Connection {
     }
   }
 
-  readonly onEnd = (): void => this.end(closeError(1000))
-  readonly onError = (cause: Error): void =>
-    this.end(new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) }))
-  readonly onClose = (hadError: boolean): void => this.end(closeError(hadError ? 1006 : 1000))
 
   readonly cancelPull = Effect.sync(() => {
     this.waiter = undefined
@@ -175,6 +173,28 @@ class Connection {
     timer.unref()
     conn.once("close", () => clearTimeout(timer))
   }
+}
+
+const connectionKey = Symbol.for("effect-mqtt/NetSocket/Connection")
+
+interface ConnectionSocket extends Net.Socket {
+  [connectionKey]: Connection
+}
+
+function onData(this: ConnectionSocket, chunk: Buffer): void {
+  this[connectionKey].data(chunk)
+}
+
+function onEnd(this: ConnectionSocket): void {
+  this[connectionKey].end(closeError(1000))
+}
+
+function onError(this: ConnectionSocket, cause: Error): void {
+  this[connectionKey].end(new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) }))
+}
+
+function onClose(this: ConnectionSocket, hadError: boolean): void {
+  this[connectionKey].end(closeError(hadError ? 1006 : 1000))
 }
 
 /** Dials; the connection's listeners are attached before anything else can run, so no error goes unheard. */
@@ -218,50 +238,62 @@ const noop = (): void => {}
 
 const socketClosed = () => writeError(new Error("socket closed"))
 
-/**
- * A socket that dials `options` at every acquisition of its reader; its writer writes to the connection open at the
- * time (acquire the reader first).
- *
- * @since 0.1.0
- */
-export const make = (options: DialOptions): Socket.Socket => {
-  let current: Connection | undefined
+const upgradeError = new Socket.SocketError({
+  reason: new Socket.SocketUpgradeError({ cause: new Error("dial with mqtts:// for TLS") })
+})
 
-  const reader: Socket.Socket["reader"] = Effect.map(
-    Effect.acquireRelease(
-      Effect.map(dial(options), (connection) => (current = connection)),
-      (connection) =>
-        Effect.sync(() => {
-          if (current === connection) current = undefined
-          connection.close()
-        }),
-      // A dial is interruptible (the connect timeout): `dial` then destroys the half-open socket.
-      { interruptible: true }
-    ),
-    (connection): Socket.Reader => ({
-      pull: connection.pull,
-      upgrade: () =>
-        Effect.fail(
-          new Socket.SocketError({
-            reason: new Socket.SocketUpgradeError({ cause: new Error("dial with mqtts:// for TLS") })
-          })
-        )
-    })
-  )
+const noUpgrade = () => Effect.fail(upgradeError)
+
+/**
+ * The socket of one `make`: the connection open now, the reader that dials, and the writer (this object itself: its
+ * `write`/`writeAll` are the `Socket.Writer`, its `writeNow`/`onDrained` the `DirectWriter`). Methods rather than
+ * closures: a process may hold thousands.
+ */
+class NetSocketImpl implements DirectWriter {
+  current: Connection | undefined = undefined
+  readonly reader: Socket.Socket["reader"]
+  readonly writer: Socket.Socket["writer"]
+  readonly [DirectWriterKey]: DirectWriter = this
+
+  constructor(options: DialOptions) {
+    this.reader = Effect.map(
+      Effect.acquireRelease(
+        Effect.map(dial(options), (connection) => (this.current = connection)),
+        (connection) => Effect.sync(() => this.release(connection)),
+        // A dial is interruptible (the connect timeout): `dial` then destroys the half-open socket.
+        { interruptible: true }
+      ),
+      (connection): Socket.Reader => ({ pull: connection.pull, upgrade: noUpgrade })
+    )
+    this.writer = Effect.acquireRelease(
+      Effect.succeed(this as unknown as Socket.Writer),
+      () => Effect.sync(() => this.endWriting())
+    )
+  }
+
+  release(connection: Connection): void {
+    if (this.current === connection) this.current = undefined
+    connection.close()
+  }
+
+  endWriting(): void {
+    const conn = this.current?.conn
+    if (conn !== undefined && !conn.writableEnded) conn.end()
+  }
 
   /** Open, not ending, and the broker has not ended its side (without `allowHalfOpen` Node refuses writes then). */
-  const writable = (): boolean => {
-    const conn = current?.conn
+  writable(): boolean {
+    const conn = this.current?.conn
     return conn !== undefined && !conn.destroyed && !conn.writableEnded && !conn.readableEnded
   }
 
-  const onDrained = (callback: (error: Socket.SocketError | undefined) => void): () => void => {
-    const connection = current
+  onDrained(callback: (error: Socket.SocketError | undefined) => void): () => void {
+    const connection = this.current
     if (connection === undefined) {
       callback(notConnectedError())
       return noop
     }
-    if (!writable()) {
+    if (!this.writable()) {
       callback(socketClosed())
       return noop
     }
@@ -287,14 +319,16 @@ export const make = (options: DialOptions): Socket.Socket => {
     return cleanup
   }
 
-  const drained: Effect.Effect<void, Socket.SocketError> = Effect.callback<void, Socket.SocketError>((resume) => {
-    const cancel = onDrained((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
-    return Effect.sync(cancel)
-  })
+  get drained(): Effect.Effect<void, Socket.SocketError> {
+    return Effect.callback<void, Socket.SocketError>((resume) => {
+      const cancel = this.onDrained((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+      return Effect.sync(cancel)
+    })
+  }
 
-  const writeNow = (chunks: NonEmptyReadonlyArray<Uint8Array | string>): boolean => {
-    if (!writable()) return true
-    const conn = current!.conn
+  writeNow(chunks: NonEmptyReadonlyArray<Uint8Array | string>): boolean {
+    if (!this.writable()) return true
+    const conn = this.current!.conn
     if (chunks.length === 1) return !conn.write(chunks[0]!)
     conn.cork()
     let full = false
@@ -303,27 +337,29 @@ export const make = (options: DialOptions): Socket.Socket => {
     return full
   }
 
-  const writeAll = (chunks: NonEmptyReadonlyArray<Uint8Array | string>): Effect.Effect<void, Socket.SocketError> =>
-    Effect.suspend(() => {
-      if (current === undefined) return notConnected
-      return writeNow(chunks) ? drained : Effect.void
+  writeAll(chunks: NonEmptyReadonlyArray<Uint8Array | string>): Effect.Effect<void, Socket.SocketError> {
+    return Effect.suspend(() => {
+      if (this.current === undefined) return notConnected
+      return this.writeNow(chunks) ? this.drained : Effect.void
     })
+  }
 
-  const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
-    Socket.isCloseEvent(chunk)
+  write(chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> {
+    return Socket.isCloseEvent(chunk)
       ? Effect.sync(() => {
-        current?.conn.destroy(chunk.code > 1000 ? new Error(`closed with code ${chunk.code}`) : undefined)
+        this.current?.conn.destroy(chunk.code > 1000 ? new Error(`closed with code ${chunk.code}`) : undefined)
       })
-      : writeAll([chunk])
+      : this.writeAll([chunk])
+  }
+}
 
-  const direct: DirectWriter = { writeNow, onDrained }
-  const writer: Socket.Socket["writer"] = Effect.acquireRelease(
-    Effect.succeed({ write, writeAll, [DirectWriterKey]: direct } as Socket.Writer),
-    () =>
-      Effect.sync(() => {
-        const conn = current?.conn
-        if (conn !== undefined && !conn.writableEnded) conn.end()
-      })
-  )
-  return Socket.make({ reader, writer })
+/**
+ * A socket that dials `options` at every acquisition of its reader; its writer writes to the connection open at the
+ * time (acquire the reader first).
+ *
+ * @since 0.1.0
+ */
+export const make = (options: DialOptions): Socket.Socket => {
+  const socket = new NetSocketImpl(options)
+  return Socket.make({ reader: socket.reader, writer: socket.writer })
 }
