@@ -227,6 +227,9 @@ const validateFilters = (topicFilters: ReadonlyArray<string>): MqttError.MqttErr
   return undefined
 }
 
+/** The incoming QoS 2 ids of a session that never received one. */
+const noPacketIds: ReadonlySet<Packet.PacketId> = new Set()
+
 /**
  * The session state machine; see the module documentation.
  *
@@ -236,8 +239,8 @@ export class SessionState {
   readonly config: Config
   /** Outgoing packets awaiting acknowledgement, by packet id, in creation order. */
   readonly outgoing = new Map<Packet.PacketId, Flight>()
-  /** Incoming QoS 2 packet ids delivered and awaiting PUBREL [MQTT-4.3.3-2]. */
-  readonly incomingQos2 = new Set<Packet.PacketId>()
+  /** Incoming QoS 2 packet ids delivered and awaiting PUBREL [MQTT-4.3.3-2]; made on first use. */
+  #incomingQos2: Set<Packet.PacketId> | undefined = undefined
   /**
    * What was queued while offline, in the order it was asked for: the packet id of an unsent flight (a QoS 1 or 2
    * publish, SUBSCRIBE, UNSUBSCRIBE), or a QoS 0 PUBLISH (when `bufferQos0`).
@@ -250,6 +253,16 @@ export class SessionState {
   #inflight = 0
   #unsent = 0
   #connected = false
+
+  /** Incoming QoS 2 packet ids delivered and awaiting PUBREL [MQTT-4.3.3-2]. */
+  get incomingQos2(): ReadonlySet<Packet.PacketId> {
+    return this.#incomingQos2 ?? noPacketIds
+  }
+
+  /** The set of incoming QoS 2 ids, made when the first one arrives: most sessions never receive QoS 2. */
+  #incoming(): Set<Packet.PacketId> {
+    return this.#incomingQos2 ??= new Set()
+  }
 
   constructor(config: Partial<Config> = {}) {
     this.config = { ...defaultConfig, ...config }
@@ -288,7 +301,7 @@ export class SessionState {
       }
       this.#lastPacketId = id
     }
-    for (const id of snapshot.incomingQos2) this.incomingQos2.add(id)
+    for (const id of snapshot.incomingQos2) this.#incoming().add(id)
   }
 
   #putFlight(id: Packet.PacketId, flight: Flight): void {
@@ -446,7 +459,7 @@ export class SessionState {
         return this.#incomingPublish(packet)
       case "Pubrel":
         // [MQTT-4.3.3-2]: PUBREL frees the id and is answered with PUBCOMP, known or not. [MQTT-2.3.1-6]
-        if (this.incomingQos2.delete(packet.packetId)) {
+        if (this.#incomingQos2 !== undefined && this.#incomingQos2.delete(packet.packetId)) {
           this.#journal?.push({ _tag: "RemoveIncoming", packetId: packet.packetId })
         }
         return sendOnly({ _tag: "Pubcomp", packetId: packet.packetId })
@@ -528,7 +541,7 @@ export class SessionState {
         if (this.incomingQos2.has(packetId)) {
           return { send: [pubrec], deliver: undefined, completions: [], warning: undefined }
         }
-        this.incomingQos2.add(packetId)
+        this.#incoming().add(packetId)
         this.#journal?.push({ _tag: "AddIncoming", packetId })
         return { send: [pubrec], deliver: packet, completions: [], warning: undefined }
       }
@@ -561,8 +574,8 @@ export class SessionState {
     this.#connected = true
     const send: Array<Packet.ClientPacket> = []
     const completions: Array<Completion> = []
-    if (!sessionPresent && this.incomingQos2.size > 0) {
-      this.incomingQos2.clear()
+    if (!sessionPresent && this.#incomingQos2 !== undefined && this.#incomingQos2.size > 0) {
+      this.#incomingQos2.clear()
       this.#journal?.push({ _tag: "ClearIncoming" })
     }
     for (const [packetId, flight] of this.outgoing) {
