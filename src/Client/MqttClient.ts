@@ -333,7 +333,7 @@ interface OpenLink {
  * the module (`Effect.fnUntraced`) — a generator function written inside per-client code is a new function object,
  * with its own prototype and hidden classes, for every client and every call, and an idle process holds thousands.
  */
-class ClientImpl {
+class ClientImpl implements Keepalive.Config {
   readonly connection: Connection.Connection["Service"]
   readonly keepalive: Keepalive.Keepalive["Service"]
   readonly session: Session.Session["Service"]
@@ -348,7 +348,9 @@ class ClientImpl {
   readonly context: Context.Context<never>
   readonly tracing: boolean
   readonly schedule: Schedule.Schedule<unknown, MqttError.MqttError>
-  readonly keepaliveConfig: Keepalive.Config
+  /** The keepalive settings: the client is its own `Keepalive.Config` (no object and closure more per client). */
+  readonly keepaliveMillis: number
+  readonly pingTimeoutMillis: number
   readonly unsubscribeOnEnd: boolean
   readonly local: LocalSubscriptions.LocalSubscriptions
   /**
@@ -393,15 +395,17 @@ class ClientImpl {
     this.resolved = resolved
     this.tracing = options.tracing === true
     this.schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
-    this.keepaliveConfig = {
-      keepaliveMillis: resolved.keepalive * 1000,
-      pingTimeoutMillis: Duration.toMillis(resolved.pingTimeout),
-      isPaused: () => this.readerPaused
-    }
+    this.keepaliveMillis = resolved.keepalive * 1000
+    this.pingTimeoutMillis = Duration.toMillis(resolved.pingTimeout)
     this.unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession
     this.local = new LocalSubscriptions.LocalSubscriptions(
       options.unclaimedBufferSize ?? (resolved.cleanSession ? 0 : 1000)
     )
+  }
+
+  /** Keepalive: whether the read loop is waiting for a subscriber's buffer (unread bytes may hold the PINGRESP). */
+  isPaused(): boolean {
+    return this.readerPaused
   }
 
   emit(event: Event): void {
@@ -528,10 +532,6 @@ class ClientService implements Service {
   readonly subscription: Service["subscription"]
   readonly unsubscribe: Service["unsubscribe"]
   readonly messages: Service["messages"]
-  readonly restored: ReadonlyArray<Message>
-  readonly events: Stream.Stream<Event>
-  readonly isConnected: Effect.Effect<boolean>
-  readonly pendingCount: Effect.Effect<number>
   readonly disconnect: Service["disconnect"]
   readonly #client: ClientImpl
 
@@ -543,15 +543,30 @@ class ClientService implements Service {
     this.subscription = (filters, subscribeOptions) => subscriptionBody(client, filters, subscribeOptions)
     this.unsubscribe = (filters) => client.unsubscribe(filters)
     this.messages = (messagesOptions) => client.messages(messagesOptions)
-    this.restored = client.restored
-    this.events = client.eventStream
-    this.isConnected = Effect.sync(() => client.currentStatus._tag === "Connected")
-    this.pendingCount = Effect.sync(() => client.session.pending())
     this.disconnect = (disconnectOptions) => disconnectBody(client, disconnectOptions)
   }
 
+  // Values made when read: most clients never read them, and each would be an object or two per client.
   get status(): SubscriptionRef.SubscriptionRef<Status> {
     return this.#client.status
+  }
+
+  get restored(): ReadonlyArray<Message> {
+    return this.#client.restored
+  }
+
+  get events(): Stream.Stream<Event> {
+    return this.#client.eventStream
+  }
+
+  get isConnected(): Effect.Effect<boolean> {
+    const client = this.#client
+    return Effect.sync(() => client.currentStatus._tag === "Connected")
+  }
+
+  get pendingCount(): Effect.Effect<number> {
+    const session = this.#client.session
+    return Effect.sync(() => session.pending())
   }
 }
 
@@ -559,53 +574,6 @@ const pingEvent: Event = { _tag: "Ping" }
 
 const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
-const readLoop = Effect.fnUntraced(function*(client: ClientImpl, link: Connection.Link) {
-  const session = client.session
-  const local = client.local
-  const context = client.context
-  const received = [0, 0, 0]
-  while (true) {
-    const packets = yield* link.pull
-    for (let i = 0; i < packets.length; i++) {
-      const packet = packets[i]!
-      if (packet._tag === "Pingresp") {
-        const rttMillis = Math.max(0, link.lastReceivedAt() - client.pingSentAt)
-        metrics.keepaliveRtt.updateUnsafe(rttMillis, context)
-        client.emit({ _tag: "Pong", rttMillis })
-        continue
-      }
-      const step = session.handle(packet)
-      if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
-      // With a session store: what this packet changed is stored before its message is delivered and its
-      // acknowledgement sent, so a crash cannot lose or repeat it.
-      if (session.mustFlush(step)) yield* session.flush
-      if (step.deliver !== undefined) {
-        const message = step.deliver
-        received[message.qos]++
-        const blocked = local.deliver(message)
-        if (client.tracing) yield* deliverySpan(message)
-        if (blocked !== undefined) {
-          client.readerPaused = true
-          yield* blocked
-          client.readerPaused = false
-        }
-      }
-      // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
-      session.acknowledge(step)
-    }
-    // Metrics once per batch: a metric update looks its state up in the context.
-    for (let qos = 0; qos < 3; qos++) {
-      if (received[qos]! > 0) {
-        metrics.received[qos]!.updateUnsafe(received[qos]!, context)
-        received[qos] = 0
-      }
-    }
-    metrics.inflight.updateUnsafe(session.state.inflight, context)
-    metrics.buffered.updateUnsafe(session.state.buffered, context)
-    // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
-    local.flush()
-  }
-}) as (client: ClientImpl, link: Connection.Link) => Effect.Effect<never, MqttError.MqttError>
 
 const deliverySpan = (message: Message) =>
   Effect.withSpan(Effect.void, "mqtt.deliver", {
@@ -674,6 +642,10 @@ const attach = Effect.fnUntraced(function*(client: ClientImpl, link: Connection.
   yield* client.setStatus({ _tag: "Connected", sessionPresent: link.connack.sessionPresent })
 })
 
+/**
+ * Runs one link until it fails: keepalive beside it, the session resumed on it unless already attached, then the
+ * read loop — in this one generator, so an idle client holds one suspended generator for it, not two.
+ */
 const runLinkBody = Effect.fnUntraced(function*(
   client: ClientImpl,
   link: Connection.Link,
@@ -683,9 +655,54 @@ const runLinkBody = Effect.fnUntraced(function*(
   client.currentLinkScope = linkScope
   // Keepalive runs beside the read loop in the link's scope, which ends it with the link. It never needs to stop
   // the loop itself: a ping timeout aborts the link, which fails the loop's pull with that error.
-  yield* Scope.provide(client.keepalive.start(link, client.keepaliveConfig, client.onPing), linkScope)
+  yield* Scope.provide(client.keepalive.start(link, client, client.onPing), linkScope)
   if (!attached) yield* attach(client, link)
-  return yield* readLoop(client, link)
+  // The read loop.
+  const session = client.session
+  const local = client.local
+  const context = client.context
+  const received = [0, 0, 0]
+  while (true) {
+    const packets = yield* link.pull
+    for (let i = 0; i < packets.length; i++) {
+      const packet = packets[i]!
+      if (packet._tag === "Pingresp") {
+        const rttMillis = Math.max(0, link.lastReceivedAt() - client.pingSentAt)
+        metrics.keepaliveRtt.updateUnsafe(rttMillis, context)
+        client.emit({ _tag: "Pong", rttMillis })
+        continue
+      }
+      const step = session.handle(packet)
+      if (step.warning !== undefined) yield* Effect.logDebug(step.warning)
+      // With a session store: what this packet changed is stored before its message is delivered and its
+      // acknowledgement sent, so a crash cannot lose or repeat it.
+      if (session.mustFlush(step)) yield* session.flush
+      if (step.deliver !== undefined) {
+        const message = step.deliver
+        received[message.qos]++
+        const blocked = local.deliver(message)
+        if (client.tracing) yield* deliverySpan(message)
+        if (blocked !== undefined) {
+          client.readerPaused = true
+          yield* blocked
+          client.readerPaused = false
+        }
+      }
+      // [MQTT-4.5.0-2] [MQTT-4.6.0-2] [MQTT-4.6.0-3]: acknowledged in arrival order, once buffered.
+      session.acknowledge(step)
+    }
+    // Metrics once per batch: a metric update looks its state up in the context.
+    for (let qos = 0; qos < 3; qos++) {
+      if (received[qos]! > 0) {
+        metrics.received[qos]!.updateUnsafe(received[qos]!, context)
+        received[qos] = 0
+      }
+    }
+    metrics.inflight.updateUnsafe(session.state.inflight, context)
+    metrics.buffered.updateUnsafe(session.state.buffered, context)
+    // Hand the batch to waiting consumers now: a queue alone wakes them on a later turn of the event loop.
+    local.flush()
+  }
 }) as (
   client: ClientImpl,
   link: Connection.Link,
@@ -794,7 +811,7 @@ const subscriptionBody = Effect.fnUntraced(function*(
     options?.unsubscribeOnEnd ?? client.unsubscribeOnEnd
   )
   const effective = client.local.add(subscriber)
-  yield* Effect.addFinalizer(() => release(client, subscriber))
+  yield* Scope.addFinalizer(yield* Effect.scope, release(client, subscriber))
   for (const { topicFilter } of requested) {
     const pending = client.unsubscribing?.get(topicFilter)
     // Bounded: a broker that never answers UNSUBSCRIBE must not stall every later subscription.
@@ -815,7 +832,7 @@ const messagesBody = Effect.fnUntraced(function*(
 ) {
   const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, options, false)
   client.local.add(subscriber)
-  yield* Effect.addFinalizer(() => release(client, subscriber))
+  yield* Scope.addFinalizer(yield* Effect.scope, release(client, subscriber))
   return Stream.fromQueue(subscriber.queue)
 })
 
@@ -856,17 +873,31 @@ export const makeNoDeps = (
   Connection.Connection | Keepalive.Keepalive | Session.Session | Scope.Scope
 > =>
   Effect.gen(function*() {
+    return yield* makeClient(yield* Connection.Connection, yield* Keepalive.Keepalive, yield* Session.Session, options)
+  })
+
+/**
+ * `makeNoDeps` with its services given: `make` passes them directly rather than providing them, so a client's fibers
+ * run in the caller's context, not in three more layers of it made for each client.
+ */
+const makeClient = (
+  connection: Connection.Connection["Service"],
+  keepalive: Keepalive.Keepalive["Service"],
+  session: Session.Session["Service"],
+  options: MakeOptions
+): Effect.Effect<MqttClient["Service"], MqttError.MqttError, Scope.Scope> =>
+  Effect.gen(function*() {
     const clientScope = yield* Effect.scope
     const client = new ClientImpl(
-      yield* Connection.Connection,
-      yield* Keepalive.Keepalive,
-      yield* Session.Session,
+      connection,
+      keepalive,
+      session,
       options,
       clientScope,
       yield* Scope.fork(clientScope),
       yield* Effect.context<never>()
     )
-    const { session, resolved } = client
+    const resolved = client.resolved
 
     // A stored session is restored before the first connection, which resends what it holds.
     const store = options.sessionStore !== undefined
@@ -886,7 +917,8 @@ export const makeNoDeps = (
     client.currentLinkScope = first.linkScope
     client.supervisor = yield* Effect.forkIn(supervise(client, first), clientScope, { startImmediately: true })
 
-    yield* Effect.addFinalizer(() =>
+    yield* Scope.addFinalizer(
+      clientScope,
       disconnectBody(client, { timeout: options.disconnectTimeout ?? Duration.seconds(5) })
     )
     return client.service()
@@ -952,11 +984,7 @@ export const make = (options: Options): Effect.Effect<MqttClient["Service"], Mqt
     // The same services as `layer`, built directly: no layer graph per client (1,000 clients in one process).
     const resolved = yield* resolve(options)
     const socket = yield* NodeTransport.make(resolved)
-    return yield* makeNoDeps(options).pipe(
-      Effect.provideService(Connection.Connection, Connection.make(socket, resolved)),
-      Effect.provideService(Keepalive.Keepalive, Keepalive.make),
-      Effect.provideService(Session.Session, Session.make(options))
-    )
+    return yield* makeClient(Connection.make(socket, resolved), Keepalive.make, Session.make(options), options)
   })
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "./Connection.ts"
@@ -257,12 +257,14 @@ const startOnTimer = (
       Effect.runFork(link.abort(next))
     }
     tick()
-    return Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        stopped = true
-        if (handle !== undefined) clearTimeout(handle)
-      })
-    )
+    return Effect.flatMap(Effect.scope, (scope) =>
+      Scope.addFinalizer(
+        scope,
+        Effect.sync(() => {
+          stopped = true
+          if (handle !== undefined) clearTimeout(handle)
+        })
+      ))
   })
 
 /**
