@@ -20,6 +20,7 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
@@ -238,6 +239,23 @@ const noop = (): void => {}
 
 const socketClosed = () => writeError(new Error("socket closed"))
 
+/**
+ * `Effect.acquireRelease` for a synchronous release that needs no services: unlike it, the release does not keep the
+ * acquiring fiber's context (its services, and the span a connect runs in) alive for as long as the socket lives.
+ */
+const acquireInScope = <A, E>(
+  acquire: Effect.Effect<A, E>,
+  release: (a: A) => void,
+  interruptible: boolean
+): Effect.Effect<A, E, Scope.Scope> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.scope, (scope) =>
+      Effect.tap(
+        interruptible ? restore(acquire) : acquire,
+        (a) => Scope.addFinalizer(scope, Effect.sync(() => release(a)))
+      ))
+  )
+
 const upgradeError = new Socket.SocketError({
   reason: new Socket.SocketUpgradeError({ cause: new Error("dial with mqtts:// for TLS") })
 })
@@ -257,18 +275,15 @@ class NetSocketImpl implements DirectWriter {
 
   constructor(options: DialOptions) {
     this.reader = Effect.map(
-      Effect.acquireRelease(
+      acquireInScope(
         Effect.map(dial(options), (connection) => (this.current = connection)),
-        (connection) => Effect.sync(() => this.release(connection)),
+        (connection) => this.release(connection),
         // A dial is interruptible (the connect timeout): `dial` then destroys the half-open socket.
-        { interruptible: true }
+        true
       ),
       (connection): Socket.Reader => ({ pull: connection.pull, upgrade: noUpgrade })
     )
-    this.writer = Effect.acquireRelease(
-      Effect.succeed(this as unknown as Socket.Writer),
-      () => Effect.sync(() => this.endWriting())
-    )
+    this.writer = acquireInScope(Effect.succeed(this as unknown as Socket.Writer), () => this.endWriting(), false)
   }
 
   release(connection: Connection): void {
