@@ -126,7 +126,8 @@ class SessionImpl implements Service {
   readonly state: SessionState.SessionState
   /** Whether a publish refused for a full in-flight window waits for a slot: never, with `onInflightFull: "fail"`. */
   readonly #waitsForSlot: (error: MqttError.MqttError) => boolean
-  readonly #waiters = new Map<Packet.PacketId, Waiter>()
+  /** Waiters by packet id; made when an operation starts and dropped when the last one completes (idle: none). */
+  #waiters: Map<Packet.PacketId, Waiter> | undefined = undefined
   #windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
   #idleWaiters: Array<() => void> = []
   #link: Connection.Link | undefined = undefined
@@ -159,9 +160,9 @@ class SessionImpl implements Service {
 
   #complete(completions: ReadonlyArray<SessionState.Completion>): void {
     for (const completion of completions) {
-      const waiter = this.#waiters.get(completion.packetId)
+      const waiter = this.#waiters?.get(completion.packetId)
       if (waiter !== undefined) {
-        this.#waiters.delete(completion.packetId)
+        this.#removeWaiter(completion.packetId)
         waiter(completion)
       } else if (this.#storing?.has(completion.packetId) === true) {
         this.#storing.set(completion.packetId, completion)
@@ -171,6 +172,15 @@ class SessionImpl implements Service {
       this.#wakeWindow()
       this.#wakeIdle()
     }
+  }
+
+  #addWaiter(packetId: Packet.PacketId, waiter: Waiter): void {
+    ;(this.#waiters ??= new Map()).set(packetId, waiter)
+  }
+
+  #removeWaiter(packetId: Packet.PacketId): void {
+    const waiters = this.#waiters
+    if (waiters !== undefined && waiters.delete(packetId) && waiters.size === 0) this.#waiters = undefined
   }
 
   #sendAll(packets: ReadonlyArray<Packet.ClientPacket>): void {
@@ -197,10 +207,10 @@ class SessionImpl implements Service {
       const started = start()
       if (Result.isFailure(started)) return resume(Effect.fail(started.failure))
       const { packetId, send } = started.success
-      this.#waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+      this.#addWaiter(packetId, (completion) => resume(onCompletion(completion)))
       if (send !== undefined) this.#sendAll([send])
       return Effect.sync(() => {
-        this.#waiters.delete(packetId)
+        this.#removeWaiter(packetId)
       })
     })
   }
@@ -233,10 +243,10 @@ class SessionImpl implements Service {
           const done = pending.get(packetId)
           pending.delete(packetId)
           if (done !== undefined) return resume(onCompletion(done))
-          this.#waiters.set(packetId, (completion) => resume(onCompletion(completion)))
+          this.#addWaiter(packetId, (completion) => resume(onCompletion(completion)))
           if (send !== undefined && this.state.outgoing.has(packetId)) this.#sendAll([send])
           return Effect.sync(() => {
-            this.#waiters.delete(packetId)
+            this.#removeWaiter(packetId)
           })
         }))
       )

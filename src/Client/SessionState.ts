@@ -227,6 +227,9 @@ const validateFilters = (topicFilters: ReadonlyArray<string>): MqttError.MqttErr
   return undefined
 }
 
+/** The flights of a session with none in flight. */
+const noFlights: ReadonlyMap<Packet.PacketId, Flight> = new Map()
+
 /** The incoming QoS 2 ids of a session that never received one. */
 const noPacketIds: ReadonlySet<Packet.PacketId> = new Set()
 
@@ -237,8 +240,8 @@ const noPacketIds: ReadonlySet<Packet.PacketId> = new Set()
  */
 export class SessionState {
   readonly config: Config
-  /** Outgoing packets awaiting acknowledgement, by packet id, in creation order. */
-  readonly outgoing = new Map<Packet.PacketId, Flight>()
+  /** Outgoing packets awaiting acknowledgement; made for the first and dropped with the last (idle: none). */
+  #outgoing: Map<Packet.PacketId, Flight> | undefined = undefined
   /** Incoming QoS 2 packet ids delivered and awaiting PUBREL [MQTT-4.3.3-2]; made on first use. */
   #incomingQos2: Set<Packet.PacketId> | undefined = undefined
   /**
@@ -253,6 +256,20 @@ export class SessionState {
   #inflight = 0
   #unsent = 0
   #connected = false
+
+  /** Outgoing packets awaiting acknowledgement, by packet id, in creation order. */
+  get outgoing(): ReadonlyMap<Packet.PacketId, Flight> {
+    return this.#outgoing ?? noFlights
+  }
+
+  #setFlight(id: Packet.PacketId, flight: Flight): void {
+    ;(this.#outgoing ??= new Map()).set(id, flight)
+  }
+
+  #deleteFlight(id: Packet.PacketId): void {
+    const outgoing = this.#outgoing
+    if (outgoing !== undefined && outgoing.delete(id) && outgoing.size === 0) this.#outgoing = undefined
+  }
 
   /** Incoming QoS 2 packet ids delivered and awaiting PUBREL [MQTT-4.3.3-2]. */
   get incomingQos2(): ReadonlySet<Packet.PacketId> {
@@ -293,7 +310,7 @@ export class SessionState {
   restore(snapshot: Snapshot): void {
     for (const flight of snapshot.flights) {
       const id = flight.packet.packetId!
-      this.outgoing.set(id, flight)
+      this.#setFlight(id, flight)
       if (flight._tag === "Publish") this.#inflight++
       if (!flight.sent) {
         if (flight._tag === "Publish") this.#unsent++
@@ -305,12 +322,12 @@ export class SessionState {
   }
 
   #putFlight(id: Packet.PacketId, flight: Flight): void {
-    this.outgoing.set(id, flight)
+    this.#setFlight(id, flight)
     this.#journal?.push({ _tag: "PutFlight", flight })
   }
 
   #removeFlight(id: Packet.PacketId): void {
-    this.outgoing.delete(id)
+    this.#deleteFlight(id)
     this.#journal?.push({ _tag: "RemoveFlight", packetId: id })
   }
 
@@ -474,7 +491,7 @@ export class SessionState {
         // with PUBREL again. The PUBLISH itself is never sent again. The flight moves to the end of the map, so
         // PUBRELs are resent in the order the PUBRECs arrived [MQTT-4.6.0-4] while PUBLISHes keep theirs.
         if (flight.stage === "pubrec") {
-          this.outgoing.delete(packet.packetId)
+          this.#deleteFlight(packet.packetId)
           this.#putFlight(packet.packetId, { ...flight, stage: "pubcomp" })
         }
         return sendOnly({ _tag: "Pubrel", packetId: packet.packetId })
@@ -621,7 +638,7 @@ export class SessionState {
       }
       const flight = this.outgoing.get(item)
       if (flight === undefined || flight.sent) continue
-      this.outgoing.set(item, { ...flight, sent: true })
+      this.#setFlight(item, { ...flight, sent: true })
       if (flight._tag === "Publish") this.#unsent--
       send.push(flight.packet)
     }
@@ -641,7 +658,7 @@ export class SessionState {
   abandon(packetId: Packet.PacketId): void {
     const flight = this.outgoing.get(packetId)
     if (flight === undefined) return
-    this.outgoing.delete(packetId)
+    this.#deleteFlight(packetId)
     if (flight._tag === "Publish") {
       this.#inflight--
       if (!flight.sent) this.#unsent--
@@ -656,7 +673,7 @@ export class SessionState {
   dropAll(error: MqttError.MqttError, keepStored = false): ReadonlyArray<Completion> {
     const completions: Array<Completion> = []
     for (const packetId of this.outgoing.keys()) completions.push({ _tag: "Dropped", packetId, error })
-    this.outgoing.clear()
+    this.#outgoing = undefined
     if (!keepStored) this.#journal?.push({ _tag: "ClearOutgoing" })
     this.#offline = []
     this.#offlineQos0 = 0
