@@ -605,11 +605,13 @@ const writeLoop = Effect.fnUntraced(function*(link: LinkImpl, writer: Socket.Wri
  *
  * @since 0.1.0
  */
-export const connect = (
+export const connect: (
   socket: Socket.Socket,
   options: ConnectOptions.Resolved
-): Effect.Effect<Link, MqttError.MqttError, Scope.Scope> =>
-  Effect.gen(function*() {
+) => Effect.Effect<Link, MqttError.MqttError, Scope.Scope> = Effect.fnUntraced(
+  // Defined once for the module: the Connection service keeps `connect(socket, options)` for the client's life, and a
+  // generator function written inside it would be one more function, prototype and hidden class per client.
+  function*(socket: Socket.Socket, options: ConnectOptions.Resolved) {
     const outer = yield* Effect.scope
     const scope = yield* Scope.fork(outer)
     const clock = yield* Clock.Clock
@@ -641,8 +643,9 @@ export const connect = (
     )
     // Over a direct writer the outbox writes by itself; any other transport gets a writer fiber.
     if (link.outbox.direct === undefined) yield* Effect.forkIn(writeLoop(link, shake.writer), scope, { startImmediately: true })
-    return link
-  })
+    return link as Link
+  }
+)
 
 
 /**
