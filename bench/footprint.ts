@@ -65,6 +65,9 @@ const resolved = (url: string, i: number): ConnectOptions.Resolved => {
   return result.success
 }
 
+/** What the program holds on to, as an application would. */
+const kept: Array<unknown> = []
+
 /** One connection of a layer, alive until the program's scope closes. */
 const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unknown, Scope.Scope> =>
   Effect.gen(function*() {
@@ -89,7 +92,7 @@ const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unk
       }
       case "offline": {
         const options = { url, clientId: `fp-${process.pid}-${i}`, keepalive: 60, reconnect: false } as const
-        yield* MqttClient.makeNoDeps(options).pipe(
+        const client = yield* MqttClient.makeNoDeps(options).pipe(
           Effect.provideService(
             Connection.Connection,
             Connection.Connection.of({ options: resolved(url, i), connect: Effect.succeed(idleLink()) })
@@ -97,11 +100,14 @@ const open = (layer: LayerName, url: string, i: number): Effect.Effect<void, unk
           Effect.provideService(Keepalive.Keepalive, Keepalive.make),
           Effect.provideService(Session.Session, Session.make())
         )
+        kept.push(client)
         return
       }
       case "client":
       case "subscribed": {
         const client = yield* MqttClient.make({ url, clientId: `fp-${process.pid}-${i}`, keepalive: 60, reconnect: false })
+        // Kept, as an application keeps its clients (and as scenario 7 keeps them).
+        kept.push(client)
         if (layer === "subscribed") yield* client.subscription({ [`footprint/${process.pid}/${i}`]: 1 })
         return
       }

@@ -108,12 +108,15 @@ const connections = (
 ): Promise<void> =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     meter.begin("connecting")
-    // Each client and its subscription live in this program's scope until it ends.
+    // Each client and its subscription live in this program's scope until it ends; the clients are kept in an
+    // array, as an application (and the MQTT.js driver) keeps them.
+    const clients: Array<MqttClient.MqttClient["Service"]> = []
     yield* Effect.forEach(
       range(params.count),
       (i) =>
         Effect.gen(function*() {
           const client = yield* MqttClient.make(options(target, `c${i}`))
+          clients.push(client)
           yield* client.subscription({ [`bench/${target.prefix}/idle/${i}`]: 1 })
           meter.deliver(1)
         }),

@@ -522,28 +522,48 @@ class ClientImpl implements Keepalive.Config {
 type Service = MqttClient["Service"]
 
 /**
- * The public service object of one client: plain functions over it, so that they can be passed around unbound, and
- * `status` made on first read. A class, not an object literal: a literal with a getter is created in V8's slow
- * (dictionary) mode, which every later `client.publish` lookup pays for.
+ * The public service object of one client: plain functions over it, so that they can be passed around unbound, each
+ * made on first read, and `status` made on first read too. A class, not an object literal: a literal with a getter
+ * is created in V8's slow (dictionary) mode, which every later `client.publish` lookup pays for.
  */
 class ClientService implements Service {
-  readonly publish: Service["publish"]
-  readonly subscribe: Service["subscribe"]
-  readonly subscription: Service["subscription"]
-  readonly unsubscribe: Service["unsubscribe"]
-  readonly messages: Service["messages"]
-  readonly disconnect: Service["disconnect"]
   readonly #client: ClientImpl
+  #publish: Service["publish"] | undefined = undefined
+  #subscribe: Service["subscribe"] | undefined = undefined
+  #subscription: Service["subscription"] | undefined = undefined
+  #unsubscribe: Service["unsubscribe"] | undefined = undefined
+  #messages: Service["messages"] | undefined = undefined
+  #disconnect: Service["disconnect"] | undefined = undefined
 
   constructor(client: ClientImpl) {
     this.#client = client
-    this.publish = (input) => client.publish(input)
-    this.subscribe = (filters, subscribeOptions) =>
-      Stream.unwrap(Effect.map(subscriptionBody(client, filters, subscribeOptions), (s) => s.messages))
-    this.subscription = (filters, subscribeOptions) => subscriptionBody(client, filters, subscribeOptions)
-    this.unsubscribe = (filters) => client.unsubscribe(filters)
-    this.messages = (messagesOptions) => client.messages(messagesOptions)
-    this.disconnect = (disconnectOptions) => disconnectBody(client, disconnectOptions)
+  }
+
+  // The operations are made on first read and kept (so `client.publish === client.publish`, and destructuring
+  // works): most clients use two or three of them, and each would be a closure per client. The closures are made by
+  // functions outside the getters, so that a getter allocates nothing once its operation exists.
+  get publish(): Service["publish"] {
+    return this.#publish ??= publishOf(this.#client)
+  }
+
+  get subscribe(): Service["subscribe"] {
+    return this.#subscribe ??= subscribeOf(this.#client)
+  }
+
+  get subscription(): Service["subscription"] {
+    return this.#subscription ??= subscriptionOf(this.#client)
+  }
+
+  get unsubscribe(): Service["unsubscribe"] {
+    return this.#unsubscribe ??= unsubscribeOf(this.#client)
+  }
+
+  get messages(): Service["messages"] {
+    return this.#messages ??= messagesOf(this.#client)
+  }
+
+  get disconnect(): Service["disconnect"] {
+    return this.#disconnect ??= disconnectOf(this.#client)
   }
 
   // Values made when read: most clients never read them, and each would be an object or two per client.
@@ -569,6 +589,20 @@ class ClientService implements Service {
     return Effect.sync(() => session.pending())
   }
 }
+
+const publishOf = (client: ClientImpl): Service["publish"] => (input) => client.publish(input)
+
+const subscribeOf = (client: ClientImpl): Service["subscribe"] => (filters, options) =>
+  Stream.unwrap(Effect.map(subscriptionBody(client, filters, options), (s) => s.messages))
+
+const subscriptionOf = (client: ClientImpl): Service["subscription"] => (filters, options) =>
+  subscriptionBody(client, filters, options)
+
+const unsubscribeOf = (client: ClientImpl): Service["unsubscribe"] => (filters) => client.unsubscribe(filters)
+
+const messagesOf = (client: ClientImpl): Service["messages"] => (options) => client.messages(options)
+
+const disconnectOf = (client: ClientImpl): Service["disconnect"] => (options) => disconnectBody(client, options)
 
 const pingEvent: Event = { _tag: "Ping" }
 
