@@ -148,6 +148,16 @@ const connectedWithWriter = (server: TestServer) =>
     return { reader, writer, peer: yield* server.accepted }
   })
 
+/** A connected socket whose reader lives in a scope of its own, which the test closes: its writer and server side. */
+const connectedInOwnScope = (server: TestServer) =>
+  Effect.gen(function*() {
+    const socket = tcp(server.port)
+    const writer = yield* socket.writer
+    const readerScope = yield* Scope.make()
+    yield* Scope.provide(socket.reader, readerScope)
+    return { writer, readerScope, peer: yield* server.accepted }
+  })
+
 /** `n` bytes whose every 4-byte word is its own index (offset by `seed`): any loss, duplication or reordering shows. */
 const pattern = (n: number, seed = 0): Buffer => {
   const bytes = Buffer.alloc(n)
@@ -469,11 +479,7 @@ describe("NetSocket", () => {
     it.effect("closing the reader's scope after a write flushes the bytes, then the server sees the end", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        const writer = yield* socket.writer
-        const readerScope = yield* Scope.make()
-        yield* Scope.provide(socket.reader, readerScope)
-        const peer = yield* server.accepted
+        const { peer, readerScope, writer } = yield* connectedInOwnScope(server)
         const small = pattern(100, 1)
         yield* writer.write(small)
         assertSameBytes(yield* peer.receive(small.length), small)
@@ -496,11 +502,7 @@ describe("NetSocket", () => {
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
         const clientSocket = yield* Loopback.nextClientSocket
-        const socket = tcp(server.port)
-        const writer = yield* socket.writer
-        const readerScope = yield* Scope.make()
-        yield* Scope.provide(socket.reader, readerScope)
-        const peer = yield* server.accepted
+        const { peer, readerScope, writer } = yield* connectedInOwnScope(server)
         const client = yield* bounded(clientSocket)
         // Bytes pending in the client that the server will never read: the FIN queued behind them never leaves.
         peer.socket.pause()
@@ -549,11 +551,7 @@ describe("NetSocket", () => {
     it.effect("onDrained: the connection closing first calls back with the error once; a cancelled call never comes", () =>
       live(Effect.gen(function*() {
         const server = yield* tcpServer()
-        const socket = tcp(server.port)
-        const writer = yield* socket.writer
-        const readerScope = yield* Scope.make()
-        yield* Scope.provide(socket.reader, readerScope)
-        const peer = yield* server.accepted
+        const { peer, readerScope, writer } = yield* connectedInOwnScope(server)
         const direct = NetSocket.directWriter(writer)
         if (direct === undefined) return assert.fail("no direct writer")
         peer.socket.pause()
