@@ -337,7 +337,6 @@ class ClientImpl implements Keepalive.Config {
   readonly connection: Connection.Connection["Service"]
   readonly keepalive: Keepalive.Keepalive["Service"]
   readonly session: Session.Session["Service"]
-  readonly options: MakeOptions
   readonly resolved: ConnectOptions.Resolved
   readonly clientScope: Scope.Scope
   /**
@@ -387,7 +386,6 @@ class ClientImpl implements Keepalive.Config {
     this.connection = connection
     this.keepalive = keepalive
     this.session = session
-    this.options = options
     this.clientScope = clientScope
     this.linksScope = linksScope
     this.context = context

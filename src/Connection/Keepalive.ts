@@ -197,7 +197,8 @@ export class Keepalive extends Context.Service<Keepalive, {
    * Keeps a link alive for the life of the current scope, as `run` does, and returns at once. When the broker stays
    * silent after a PINGREQ, or a PINGREQ cannot be queued, it aborts the link with that error (the link's pull then
    * fails with it). On the default clock it runs on a Node timer, without a fiber: an idle connection holds one
-   * timer, not a sleeping fiber (about 2 KB less per connection); on any other `Clock` (`TestClock`) it forks `run`.
+   * timer, not a sleeping fiber (about 2 KB less per connection); on any other `Clock` (`TestClock`) it forks the loop
+   * `run` runs.
    */
   readonly start: (
     link: Connection.Link,
