@@ -502,7 +502,7 @@ class LinkImpl implements Link {
   /** The direct writer could not write (the connection closed while blocked): outside any fiber. */
   writeError(error: Socket.SocketError): void {
     // Failing the link and closing its socket are synchronous over a direct writer.
-    Effect.runFork(this.writeFailed(fromSocketError(this.url, error)))
+    Effect.runFork(this.abort(fromSocketError(this.url, error)))
   }
 
   /**
@@ -513,11 +513,6 @@ class LinkImpl implements Link {
     this.aborted ??= error
     this.outbox.fail(this.aborted)
     return Effect.andThen(this.#closeSocket(this.aborted), Effect.fail(this.aborted))
-  }
-
-  /** A write failed: the connection is unusable. */
-  writeFailed(failure: MqttError.MqttError): Effect.Effect<void> {
-    return Effect.ignore(this.failLink(failure))
   }
 
   /**
@@ -593,7 +588,8 @@ const writeLoop = Effect.fnUntraced(function*(link: LinkImpl, writer: Socket.Wri
     )
     if (failure !== undefined) {
       Deferred.doneUnsafe(batch.written, Exit.fail(failure))
-      return yield* link.writeFailed(failure)
+      // A write failed: the connection is unusable.
+      return yield* link.abort(failure)
     }
     link.written()
     Deferred.doneUnsafe(batch.written, Exit.void)
