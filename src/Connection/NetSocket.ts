@@ -6,9 +6,10 @@
  * chunk Node receives is kept as it came (no copy, no `nextTick` hop before the read loop sees it) and handed to a
  * waiting pull at once; when the chunks nobody pulled reach `highWaterMark` bytes the socket is paused, so the kernel
  * window closes and the broker waits — a slow consumer costs bounded memory. Writes go straight to the socket; the
- * writer also offers them synchronously (`directWriter`), which lets `Connection` write a batch without resuming its
- * writer fiber, and waits for `drain` when Node's buffer is full (256 KiB on TCP, Node's 16 KiB on TLS). Closing the reader's scope ends the connection after
- * what was written, or resets it when that has not left within `CLOSE_GRACE_MILLIS` (a broker that stopped reading).
+ * writer also offers them synchronously (`directWriter`), which lets `Connection` write a batch without a fiber and
+ * be called back on `drain` when Node's buffer is full (256 KiB on TCP, Node's 16 KiB on TLS). Closing the reader's
+ * scope ends the connection after what was written, or resets it when that has not left within `CLOSE_GRACE_MILLIS`
+ * (a broker that stopped reading).
  *
  * It replaces `@effect/platform-node`'s `NodeSocket` for TCP and TLS (WebSockets still use `NodeWS`): that adapter
  * reads in paused mode (a `nextTick` and a concatenating `read()` per batch), has no synchronous write, and holds
@@ -135,7 +136,6 @@ class Connection {
     }
   }
 
-
   readonly cancelPull = Effect.sync(() => {
     this.waiter = undefined
   })
@@ -212,28 +212,26 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
     }
     const ready = options.transport === "tls" ? "secureConnect" : "connect"
     const onReady = () => {
-      conn.off("error", onError)
+      conn.off("error", onDialError)
       conn.setNoDelay(true)
       resume(Effect.succeed(new Connection(conn)))
     }
-    const onError = (cause: Error) => {
+    const onDialError = (cause: Error) => {
       conn.off(ready, onReady)
       resume(Effect.fail(openError(cause)))
     }
     conn.once(ready, onReady)
-    conn.once("error", onError)
+    conn.once("error", onDialError)
     // Interrupted while dialing (the connect timeout): nothing is left open.
     return Effect.sync(() => {
       conn.off(ready, onReady)
-      conn.off("error", onError)
+      conn.off("error", onDialError)
       conn.on("error", () => {})
       conn.destroy()
     })
   })
 
 const notConnectedError = () => writeError(new Error("not connected"))
-
-const notConnected = Effect.suspend(() => Effect.fail(notConnectedError()))
 
 const noop = (): void => {}
 
@@ -319,18 +317,18 @@ class NetSocketImpl implements DirectWriter {
     }
     const cleanup = () => {
       conn.off("drain", onDrain)
-      conn.off("close", onClose)
+      conn.off("close", onClosedFirst)
     }
     const onDrain = () => {
       cleanup()
       callback(undefined)
     }
-    const onClose = () => {
+    const onClosedFirst = () => {
       cleanup()
       callback(socketClosed())
     }
     conn.on("drain", onDrain)
-    conn.on("close", onClose)
+    conn.on("close", onClosedFirst)
     return cleanup
   }
 
@@ -354,7 +352,7 @@ class NetSocketImpl implements DirectWriter {
 
   writeAll(chunks: NonEmptyReadonlyArray<Uint8Array | string>): Effect.Effect<void, Socket.SocketError> {
     return Effect.suspend(() => {
-      if (this.current === undefined) return notConnected
+      if (this.current === undefined) return Effect.fail(notConnectedError())
       return this.writeNow(chunks) ? this.drained : Effect.void
     })
   }
