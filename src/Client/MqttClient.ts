@@ -480,10 +480,6 @@ class ClientImpl implements Keepalive.Config {
     )
   }
 
-  messages(options?: Omit<SubscribeOptions, "qos">): Stream.Stream<Message, MqttError.MqttError> {
-    return Stream.unwrap(messagesBody(this, options))
-  }
-
   unsubscribe(filters: string | ReadonlyArray<string>): Effect.Effect<void, MqttError.MqttError> {
     return Effect.suspend(() => {
       if (this.closing) return Effect.fail(closedError("unsubscribe"))
@@ -510,10 +506,6 @@ class ClientImpl implements Keepalive.Config {
     )
   }
 
-  /** The public service. */
-  service(): MqttClient["Service"] {
-    return MqttClient.of(new ClientService(this))
-  }
 }
 
 /** The MqttClient service's shape. */
@@ -598,7 +590,8 @@ const subscriptionOf = (client: ClientImpl): Service["subscription"] => (filters
 
 const unsubscribeOf = (client: ClientImpl): Service["unsubscribe"] => (filters) => client.unsubscribe(filters)
 
-const messagesOf = (client: ClientImpl): Service["messages"] => (options) => client.messages(options)
+const messagesOf = (client: ClientImpl): Service["messages"] => (options) =>
+  Stream.unwrap(messagesBody(client, options))
 
 const disconnectOf = (client: ClientImpl): Service["disconnect"] => (options) => disconnectBody(client, options)
 
@@ -953,7 +946,7 @@ const makeClient = (
       clientScope,
       disconnectBody(client, { timeout: options.disconnectTimeout ?? Duration.seconds(5) })
     )
-    return client.service()
+    return MqttClient.of(new ClientService(client))
   })
 
 const exitError = (exit: Exit.Exit<unknown, MqttError.MqttError>): MqttError.MqttError | undefined => {
