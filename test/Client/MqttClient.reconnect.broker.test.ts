@@ -176,14 +176,18 @@ describeMosquitto("MqttClient reconnecting to Mosquitto", () => {
 
   it.live("disconnect({ force: true }) while offline: queued publishes fail (OperationIncomplete), streams end", () =>
     Effect.gen(function*() {
-      const broker = yield* Mosquitto.start()
+      const broker = yield* Mosquitto.start({ verbose: true })
       const topic = `${topicRoot("force")}/t`
-      const client = yield* MqttClient.make(options(broker.url, { ...fast, clientId: clientId("force") }))
+      const id = clientId("force")
+      const client = yield* MqttClient.make(options(broker.url, { ...fast, clientId: id }))
       const events = yield* record(client.events)
       const subscription = yield* client.subscription(topic, { qos: 1 })
       const scoped = yield* record(subscription.messages)
       const streamed = yield* record(client.subscribe(`${topic}/more`, { qos: 2 }))
       yield* awaitStatus(client, "Connected", connected)
+      // Both SUBACKs in before the broker stops: a SUBSCRIBE still pending then would count as a fourth operation.
+      yield* awaitSubacks(broker, id, 2)
+      yield* waitUntil("both subscriptions acknowledged", Effect.map(client.pendingCount, (n) => n === 0))
 
       yield* broker.stop
       yield* awaitStatus(client, "Reconnecting", reconnecting)
