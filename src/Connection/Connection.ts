@@ -32,6 +32,7 @@ import * as Packet from "../Codec/Packet.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as ConnectOptions from "./ConnectOptions.ts"
 import * as NetSocket from "./NetSocket.ts"
+import { isSystemClock, MAX_TIMER_MILLIS } from "./SystemClock.ts"
 
 /**
  * The packets a client may send on an established link (CONNECT is sent once, by `connect`).
@@ -407,6 +408,41 @@ const handshake = Effect.fnUntraced(function*(
   return { readChunks, writer, connack: first, rest: early.slice(1), sentAt, receivedAt } satisfies Handshake
 })
 
+/**
+ * The handshake, failing with `ConnectTimeout` when it takes longer than the connect timeout (§3.1.4: a client
+ * waits a reasonable time for CONNACK, then closes the connection). Over this module's own sockets on the system clock
+ * that is one Node timer which, when it fires, ends the dial or the connection (the handshake then fails at once);
+ * elsewhere (`TestClock`, another transport) a race with a sleep on the fiber's clock, which costs two more fibers
+ * per connection.
+ */
+const withinConnectTimeout = (
+  shake: Effect.Effect<Handshake, MqttError.MqttError>,
+  socket: Socket.Socket,
+  options: ConnectOptions.Resolved,
+  clock: Clock.Clock
+): Effect.Effect<Handshake, MqttError.MqttError> => {
+  const millis = Duration.toMillis(options.connectTimeout)
+  const timeoutError = () =>
+    MqttError.make(new MqttError.ConnectTimeout({ url: options.url, timeoutMillis: Math.round(millis) }))
+  const abort = NetSocket.abortConnection(socket)
+  if (abort === undefined || !isSystemClock(clock)) {
+    return Effect.timeoutOrElse(shake, { duration: options.connectTimeout, orElse: () => Effect.fail(timeoutError()) })
+  }
+  if (!Number.isFinite(millis)) return shake
+  return Effect.suspend(() => {
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      abort(new Error(`no CONNACK within ${Math.round(millis)} ms`))
+    }, Math.min(Math.max(0, millis), MAX_TIMER_MILLIS))
+    return Effect.matchEffect(shake, {
+      onFailure: (error) => Effect.fail(timedOut ? timeoutError() : error),
+      // Fired after CONNACK was read but before the handshake ended: the connection it ended is no use.
+      onSuccess: (done) => timedOut ? Effect.fail(timeoutError()) : Effect.succeed(done)
+    }).pipe(Effect.onExit(() => Effect.sync(() => clearTimeout(timer))))
+  })
+}
+
 /** Checks a decoded batch: only packets a server may send, and no second CONNACK. */
 const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
   for (let i = 0; i < packets.length; i++) {
@@ -616,18 +652,12 @@ export const connect: (
     const connectBytes = Codec.encode(ConnectOptions.connectPacket(options))
     if (Result.isFailure(connectBytes)) return yield* Effect.fail(connectBytes.failure)
 
-    const shake = yield* handshake(socket, url, scope, clock, decoder, connectBytes.success).pipe(
-      Effect.timeoutOrElse({
-        duration: options.connectTimeout,
-        orElse: () =>
-          Effect.fail(
-            MqttError.make(
-              new MqttError.ConnectTimeout({ url, timeoutMillis: Math.round(Duration.toMillis(options.connectTimeout)) })
-            )
-          )
-      }),
-      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
-    )
+    const shake = yield* withinConnectTimeout(
+      handshake(socket, url, scope, clock, decoder, connectBytes.success),
+      socket,
+      options,
+      clock
+    ).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
     const link = new LinkImpl(options, clock, decoder, shake)
     // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
     yield* Scope.addFinalizer(

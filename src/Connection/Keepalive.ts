@@ -23,6 +23,7 @@ import * as Scope from "effect/Scope"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "./Connection.ts"
+import { isSystemClock, MAX_TIMER_MILLIS, systemClock } from "./SystemClock.ts"
 
 /**
  * The keepalive settings of a connection, in milliseconds.
@@ -207,15 +208,6 @@ export class Keepalive extends Context.Service<Keepalive, {
   ) => Effect.Effect<void, never, Scope.Scope>
 }>()("effect-mqtt/Connection/Keepalive") {}
 
-/** The clock fibers see unless one is provided: the system clock, whose sleeps are Node timers. */
-const liveClock = Context.get(Context.empty(), Clock.Clock)
-
-/** Whether `clock` is the system clock (any instance of it: `Clock.Clock.defaultValue()` makes a new one). */
-const isSystemClock = (clock: Clock.Clock): boolean => clock.constructor === liveClock.constructor
-
-/** Node's longest timer. */
-const MAX_TIMER_MILLIS = 2 ** 31 - 1
-
 /** Steps `pinger` on the fiber's `Clock` until keepalive ends; fails with the error that ended it. */
 const loop = (pinger: Pinger): Effect.Effect<never, MqttError.MqttError> =>
   Effect.gen(function*() {
@@ -249,7 +241,7 @@ const startOnTimer = (
     const tick = (): void => {
       handle = undefined
       if (stopped) return
-      const next = pinger.step(liveClock.currentTimeMillisUnsafe())
+      const next = pinger.step(systemClock.currentTimeMillisUnsafe())
       if (typeof next === "number") {
         if (next !== Infinity) handle = setTimeout(tick, Math.min(next, MAX_TIMER_MILLIS))
         return

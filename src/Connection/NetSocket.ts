@@ -198,8 +198,11 @@ function onClose(this: ConnectionSocket, hadError: boolean): void {
   this[connectionKey].end(closeError(hadError ? 1006 : 1000))
 }
 
-/** Dials; the connection's listeners are attached before anything else can run, so no error goes unheard. */
-const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketError> =>
+/**
+ * Dials; the connection's listeners are attached before anything else can run, so no error goes unheard. The socket
+ * being dialed is `owner.dialing` until the dial ends, so that `abort` can end it.
+ */
+const dial = (options: DialOptions, owner: NetSocketImpl): Effect.Effect<Connection, Socket.SocketError> =>
   Effect.callback<Connection, Socket.SocketError>((resume) => {
     let conn: Net.Socket
     try {
@@ -210,20 +213,24 @@ const dial = (options: DialOptions): Effect.Effect<Connection, Socket.SocketErro
       // Node refuses some options synchronously (an unusable CA or certificate, say): a failed open, not a defect.
       return resume(Effect.fail(openError(cause)))
     }
+    owner.dialing = conn
     const ready = options.transport === "tls" ? "secureConnect" : "connect"
     const onReady = () => {
+      owner.dialing = undefined
       conn.off("error", onDialError)
       conn.setNoDelay(true)
       resume(Effect.succeed(new Connection(conn)))
     }
     const onDialError = (cause: Error) => {
+      owner.dialing = undefined
       conn.off(ready, onReady)
       resume(Effect.fail(openError(cause)))
     }
     conn.once(ready, onReady)
     conn.once("error", onDialError)
-    // Interrupted while dialing (the connect timeout): nothing is left open.
+    // Interrupted while dialing (the connect timeout on another clock): nothing is left open.
     return Effect.sync(() => {
+      owner.dialing = undefined
       conn.off(ready, onReady)
       conn.off("error", onDialError)
       conn.on("error", () => {})
@@ -267,6 +274,8 @@ const noUpgrade = () => Effect.fail(upgradeError)
  */
 class NetSocketImpl implements DirectWriter {
   current: Connection | undefined = undefined
+  /** The socket being dialed, until it connects or fails. */
+  dialing: Net.Socket | undefined = undefined
   readonly reader: Socket.Socket["reader"]
   readonly writer: Socket.Socket["writer"]
   readonly [DirectWriterKey]: DirectWriter = this
@@ -274,7 +283,7 @@ class NetSocketImpl implements DirectWriter {
   constructor(options: DialOptions) {
     this.reader = Effect.map(
       acquireInScope(
-        Effect.map(dial(options), (connection) => (this.current = connection)),
+        Effect.map(dial(options, this), (connection) => (this.current = connection)),
         (connection) => this.release(connection),
         // A dial is interruptible (the connect timeout): `dial` then destroys the half-open socket.
         true
@@ -282,6 +291,11 @@ class NetSocketImpl implements DirectWriter {
       (connection): Socket.Reader => ({ pull: connection.pull, upgrade: noUpgrade })
     )
     this.writer = acquireInScope(Effect.succeed(this as unknown as Socket.Writer), () => this.endWriting(), false)
+  }
+
+  /** Ends the dial in progress, or else the open connection, with `cause` (see `abortConnection`). */
+  abort(cause: Error): void {
+    ;(this.dialing ?? this.current?.conn)?.destroy(cause)
   }
 
   release(connection: Connection): void {
@@ -373,6 +387,23 @@ class NetSocketImpl implements DirectWriter {
  * @since 0.1.0
  */
 export const make = (options: DialOptions): Socket.Socket => {
-  const socket = new NetSocketImpl(options)
-  return Socket.make({ reader: socket.reader, writer: socket.writer })
+  const impl = new NetSocketImpl(options)
+  const socket = Socket.make({ reader: impl.reader, writer: impl.writer })
+  ;(socket as { [AbortKey]?: NetSocketImpl })[AbortKey] = impl
+  return socket
+}
+
+const AbortKey = "effect-mqtt/NetSocket/abort"
+
+/**
+ * For a socket made by this module, a function that ends its dial in progress (TCP connect, TLS handshake), or else
+ * its open connection, with `cause`: the dial fails with `SocketOpenError`, a pending read with `SocketReadError`,
+ * each carrying `cause`. It lets `Connection` bound the handshake with one timer instead of a racing fiber.
+ * `undefined` for any other socket.
+ *
+ * @since 0.1.0
+ */
+export const abortConnection = (socket: Socket.Socket): ((cause: Error) => void) | undefined => {
+  const impl = (socket as { readonly [AbortKey]?: NetSocketImpl })[AbortKey]
+  return impl === undefined ? undefined : (cause) => impl.abort(cause)
 }

@@ -796,4 +796,36 @@ describe("Connection.connect over NodeTransport (real TCP)", () => {
       assert.strictEqual(reason.timeoutMillis, CONNECT_TIMEOUT_MS)
       yield* awaitReal(server.closed, "the server to see the connection closed")
     }))
+
+  // On the system clock the timeout is one Node timer that ends the dial or the connection (no racing fibers).
+  it.live("system clock, a server that never answers: ConnectTimeout from the timer, CONNECT seen, socket closed", () =>
+    Effect.gen(function*() {
+      const server = yield* silentServer
+      const resolved = resolve({
+        url: `mqtt://127.0.0.1:${server.port}`,
+        clientId: "timer-client",
+        connectTimeout: Duration.millis(200)
+      })
+      const socket = yield* NodeTransport.make(resolved)
+      const fiber = yield* Effect.forkChild(Effect.scoped(Connection.connect(socket, resolved)))
+      const connect = yield* awaitReal(server.connect, "the CONNECT at the server")
+      assert.strictEqual((connect as Packet.Connect).clientId, "timer-client")
+      const exit = yield* awaitBounded(fiber, "connect after the timeout")
+      const reason = assertReason(yield* Effect.flip(exit), "ConnectTimeout")
+      assert.strictEqual(reason.timeoutMillis, 200)
+      yield* awaitReal(server.closed, "the server to see the connection closed")
+    }))
+
+  it.live("system clock, a TLS handshake that never completes: ConnectTimeout while dialing, socket closed", () =>
+    Effect.gen(function*() {
+      // The silent server speaks plain TCP: it never answers the ClientHello.
+      const server = yield* silentServer
+      const resolved = resolve({ url: `mqtts://127.0.0.1:${server.port}`, connectTimeout: Duration.millis(200) })
+      const socket = yield* NodeTransport.make(resolved)
+      const error = yield* Effect.flip(Effect.scoped(Connection.connect(socket, resolved))).pipe(
+        Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error("connect did not end")) })
+      )
+      assert.strictEqual(assertReason(error, "ConnectTimeout").timeoutMillis, 200)
+      yield* awaitReal(server.closed, "the server to see the connection closed")
+    }))
 })

@@ -430,6 +430,55 @@ describe("NetSocket", () => {
       })))
   })
 
+  describe("abortConnection (the connect timeout on the system clock)", () => {
+    it.effect("during a dial: the dial fails with SocketOpenError carrying the cause, nothing is left open", () =>
+      live(Effect.gen(function*() {
+        // A plain TCP server that never answers the ClientHello: the TLS handshake would wait forever.
+        const server = yield* tcpServer()
+        const socket = NetSocket.make({ transport: "tls", host: "127.0.0.1", port: server.port })
+        const abort = NetSocket.abortConnection(socket)
+        assert.isDefined(abort)
+        const dialing = yield* Effect.forkChild(Effect.flip(Effect.scoped(socket.reader)))
+        const peer = yield* server.accepted
+        const cause = new Error("deadline")
+        abort!(cause)
+        const error = yield* Fiber.join(dialing).pipe(bounded)
+        assert.strictEqual(error.reason._tag, "SocketOpenError")
+        assert.strictEqual(error.reason._tag === "SocketOpenError" ? error.reason.cause : undefined, cause)
+        yield* peer.awaitClose
+      })))
+
+    it.effect("on an open connection: a pending pull fails with SocketReadError carrying the cause", () =>
+      live(Effect.gen(function*() {
+        const server = yield* tcpServer()
+        const socket = tcp(server.port)
+        const reader = yield* socket.reader
+        const peer = yield* server.accepted
+        const pulling = yield* Effect.forkChild(Effect.flip(reader.pull), { startImmediately: true })
+        const cause = new Error("deadline")
+        NetSocket.abortConnection(socket)!(cause)
+        const error = yield* Fiber.join(pulling).pipe(bounded)
+        assert.strictEqual(error.reason._tag, "SocketReadError")
+        assert.strictEqual(error.reason._tag === "SocketReadError" ? error.reason.cause : undefined, cause)
+        yield* peer.awaitClose
+      })))
+
+    it.effect("with nothing dialed or open it does nothing; any other socket has none", () =>
+      live(Effect.gen(function*() {
+        const server = yield* tcpServer()
+        const socket = tcp(server.port)
+        NetSocket.abortConnection(socket)!(new Error("too early"))
+        const reader = yield* socket.reader
+        const peer = yield* server.accepted
+        peer.socket.write("still open")
+        const { bytes } = yield* pullBytes(reader.pull, 10)
+        assert.strictEqual(new TextDecoder().decode(bytes), "still open")
+        assert.isUndefined(
+          NetSocket.abortConnection(Socket.make({ reader: Effect.die("unused"), writer: Effect.die("unused") }))
+        )
+      })))
+  })
+
   describe("writer", () => {
     it.effect("writeAll([a, b, c]) arrives at the server in order", () =>
       live(Effect.gen(function*() {
