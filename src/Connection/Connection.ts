@@ -425,16 +425,16 @@ const withinConnectTimeout = (
   const timeoutError = () =>
     MqttError.make(new MqttError.ConnectTimeout({ url: options.url, timeoutMillis: Math.round(millis) }))
   const abort = NetSocket.abortConnection(socket)
-  if (abort === undefined || !isSystemClock(clock)) {
+  // A timeout longer than Node's longest timer (or infinite) races too: a timer cannot express it.
+  if (abort === undefined || !isSystemClock(clock) || !(millis <= MAX_TIMER_MILLIS)) {
     return Effect.timeoutOrElse(shake, { duration: options.connectTimeout, orElse: () => Effect.fail(timeoutError()) })
   }
-  if (!Number.isFinite(millis)) return shake
   return Effect.suspend(() => {
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
       abort(new Error(`no CONNACK within ${Math.round(millis)} ms`))
-    }, Math.min(Math.max(0, millis), MAX_TIMER_MILLIS))
+    }, Math.max(0, millis))
     return Effect.matchEffect(shake, {
       onFailure: (error) => Effect.fail(timedOut ? timeoutError() : error),
       // Fired after CONNACK was read but before the handshake ended: the connection it ended is no use.

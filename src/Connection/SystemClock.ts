@@ -24,7 +24,7 @@ export const systemClock: Clock.Clock = Context.get(Context.empty(), Clock.Clock
 export const isSystemClock = (clock: Clock.Clock): boolean => clock.constructor === systemClock.constructor
 
 /**
- * Node's longest timer: a longer delay is clamped to it (Node itself would fire a longer one after 1 ms).
+ * Node's longest timer (Node fires a longer one after 1 ms): longer deadlines are clamped or left to a fiber.
  *
  * @since 0.1.0
  */
