@@ -360,6 +360,9 @@ const fixedRemainingLength: Readonly<Record<number, number>> = {
   14: 0
 }
 
+/** A decode limit below 1 (or not a number) still decodes one packet: a caller must always be able to progress. */
+const atLeastOne = (limit: number): number => (limit >= 1 ? limit : 1)
+
 /**
  * An incremental MQTT 3.1.1 decoder for one connection.
  *
@@ -381,6 +384,13 @@ export class Decoder {
   #parts: Array<Buffer> = []
   #partsLength = 0
   #frameLength = 0
+  /**
+   * Bytes received but not decoded yet because a call's `limit` was reached, in the order received (views, not
+   * copies); the first continues where decoding stopped, which is always between two frames or inside a frame
+   * already begun (`#parts`).
+   */
+  #undecoded: Array<Buffer> = []
+  #undecodedLength = 0
   /** mqtt-packet's parser, made on first use: a client only needs it for packets a server receives. */
   #parser: MqttPacket.Parser | undefined = undefined
   #parsed: MqttPacket.Packet | undefined = undefined
@@ -403,28 +413,62 @@ export class Decoder {
     return this.#frameLength > 0 ? this.#partsLength : this.#headerLength
   }
 
+  /** How many received bytes a `limit` left to decode (see `next`). */
+  get undecoded(): number {
+    return this.#undecodedLength
+  }
+
   /**
-   * Feeds received bytes; returns every packet they complete, in order.
+   * Feeds received bytes; returns the packets they complete, in order: all of them, or, with `limit`, no more than
+   * `limit` (at least one when any is complete), keeping the bytes after the last one for `next`; with `limit` 0 it
+   * only keeps the bytes.
    *
    * **Details**: when a chunk completes some packets and then holds a malformed one, the result is the failure; the
-   * packets before it are dropped along with the connection.
+   * packets before it are dropped along with the connection. A limit keeps a burst of small packets from being turned
+   * into objects all at once: bytes wait off the JavaScript heap until they are wanted.
    */
-  push(chunk: Uint8Array): Result.Result<Array<Packet.Packet>, MqttError.MqttError> {
+  push(chunk: Uint8Array, limit: number = Infinity): Result.Result<Array<Packet.Packet>, MqttError.MqttError> {
+    if (this.#failure !== undefined) return Result.fail(this.#failure)
+    const buffer = toBuffer(chunk)
+    if (this.#undecoded.length > 0 || limit <= 0) {
+      this.#undecoded.push(buffer)
+      this.#undecodedLength += buffer.length
+      return limit <= 0 ? Result.succeed([]) : this.next(limit)
+    }
+    const packets: Array<Packet.Packet> = []
+    return this.#result(this.#consume(buffer, packets, atLeastOne(limit)), packets)
+  }
+
+  /** Decodes up to `limit` more packets (at least one when any is complete) from the bytes a limit left undecoded. */
+  next(limit: number = Infinity): Result.Result<Array<Packet.Packet>, MqttError.MqttError> {
     if (this.#failure !== undefined) return Result.fail(this.#failure)
     const packets: Array<Packet.Packet> = []
-    const failure = this.#consume(toBuffer(chunk), packets)
-    if (failure !== undefined) {
-      this.#failure = failure
-      this.#parts = []
-      this.#partsLength = 0
-      this.#frameLength = 0
-      this.#headerLength = 0
-      return Result.fail(failure)
+    const max = atLeastOne(limit)
+    while (this.#undecoded.length > 0 && packets.length < max) {
+      const chunk = this.#undecoded.shift()!
+      this.#undecodedLength -= chunk.length
+      const failure = this.#consume(chunk, packets, max)
+      if (failure !== undefined) return this.#result(failure, packets)
     }
     return Result.succeed(packets)
   }
 
-  #consume(chunk: Buffer, packets: Array<Packet.Packet>): MqttError.MqttError | undefined {
+  #result(
+    failure: MqttError.MqttError | undefined,
+    packets: Array<Packet.Packet>
+  ): Result.Result<Array<Packet.Packet>, MqttError.MqttError> {
+    if (failure === undefined) return Result.succeed(packets)
+    this.#failure = failure
+    this.#parts = []
+    this.#partsLength = 0
+    this.#frameLength = 0
+    this.#headerLength = 0
+    this.#undecoded = []
+    this.#undecodedLength = 0
+    return Result.fail(failure)
+  }
+
+  #consume(chunk: Buffer, packets: Array<Packet.Packet>, limit: number): MqttError.MqttError | undefined {
     let offset = 0
     const length = chunk.length
     // A frame begun in an earlier chunk.
@@ -454,6 +498,13 @@ export class Decoder {
     }
     // Whole frames inside this chunk: decoded in place, without copying.
     while (offset < length) {
+      if (packets.length >= limit) {
+        // The rest waits for `next`, ahead of anything pushed later.
+        const rest = chunk.subarray(offset, length)
+        this.#undecoded.unshift(rest)
+        this.#undecodedLength += rest.length
+        return undefined
+      }
       const header = readFixedHeader(chunk, offset, length)
       if (header === undefined) {
         chunk.copy(this.#header, 0, offset, length)

@@ -443,6 +443,19 @@ const withinConnectTimeout = (
   })
 }
 
+/**
+ * The most packets one pull decodes from a large read (over `LARGE_READ` bytes). A read of 64 KiB holds about 650
+ * small PUBLISH: decoded at once, they would all be alive while the first are delivered, and a subscriber catching up
+ * kept megabytes of them through every scavenge of the young generation (at QoS 0, 100,000 × 64 B: peak heap 70 →
+ * 42 MB, peak RSS 205 → 155 MB with this limit, CPU unchanged). The rest of the read waits as bytes, and the next pull
+ * decodes it without waiting for the socket. A smaller read is decoded whole: splitting the batches of a steady
+ * QoS 1 flow cost it 5 % (more batches, so more writes of acknowledgements).
+ */
+const READ_BATCH = 64
+
+/** Bytes from which a read is decoded in batches of `READ_BATCH` packets. */
+const LARGE_READ = 16 * 1024
+
 /** Checks a decoded batch: only packets a server may send, and no second CONNACK. */
 const accept = (packets: ReadonlyArray<Packet.Packet>): ReadonlyArray<Packet.ServerPacket> | MqttError.MqttError => {
   for (let i = 0; i < packets.length; i++) {
@@ -566,6 +579,12 @@ class LinkImpl implements Link {
       this.#pending = undefined
       return this.#accepted(pending)
     }
+    // Bytes of an earlier read still to decode come first.
+    if (this.#decoder.undecoded > 0) {
+      const decoded = this.#decoder.next(READ_BATCH)
+      if (Result.isFailure(decoded)) return this.failLink(decoded.failure)
+      if (decoded.success.length > 0) return this.#accepted(decoded.success)
+    }
     return this.#read
   }
 
@@ -580,8 +599,12 @@ class LinkImpl implements Link {
     this.#lastReceivedAt = this.#clock.currentTimeMillisUnsafe()
     this.#receivedCount++
     let packets: Array<Packet.Packet> | undefined
+    let bytes = 0
+    for (let i = 0; i < chunks.length; i++) bytes += chunks[i]!.length
+    // A large read: at most READ_BATCH packets now, the rest by the next pulls.
+    const limit = bytes > LARGE_READ ? READ_BATCH : Infinity
     for (let i = 0; i < chunks.length; i++) {
-      const decoded = this.#decoder.push(chunks[i]!)
+      const decoded = this.#decoder.push(chunks[i]!, limit - (packets === undefined ? 0 : packets.length))
       if (Result.isFailure(decoded)) return this.failLink(decoded.failure)
       packets = packets === undefined ? decoded.success : packets.concat(decoded.success)
     }

@@ -40,6 +40,50 @@ const run = (chunks: ReadonlyArray<Uint8Array>, options?: Codec.DecoderOptions):
   return { _tag: "Packets", packets, buffered: decoder.buffered }
 }
 
+/**
+ * Like `run`, with a decode limit per call: each chunk is pushed with the next of `limits` (cycled), a `next` with the
+ * following limit after it, and what is still undecoded at the end is drained with `next`. Checks on the way that no
+ * call returns more packets than its limit (`push` with 0 returns none, `next` at least 1 is allowed) and that a
+ * `next` on undecoded bytes always makes progress.
+ */
+const runLimited = (chunks: ReadonlyArray<Uint8Array>, limits: ReadonlyArray<number>): Outcome => {
+  const decoder = new Codec.Decoder()
+  const packets: Array<Packet.Packet> = []
+  let pushed = 0
+  let call = 0
+  const limit = () => limits[call++ % limits.length]!
+  const next = (max: number): MqttError.MqttError | undefined => {
+    const before = decoder.undecoded
+    const result = decoder.next(max)
+    if (Result.isFailure(result)) return result.failure
+    assert.isAtMost(result.success.length, Math.max(1, max))
+    if (before > 0) assert.isTrue(result.success.length > 0 || decoder.undecoded < before, "next makes progress")
+    packets.push(...result.success)
+    return undefined
+  }
+  for (const chunk of chunks) {
+    pushed += chunk.length
+    const max = limit()
+    const result = decoder.push(chunk, max)
+    if (Result.isFailure(result)) return { _tag: "Failed", error: result.failure, pushed }
+    assert.isAtMost(result.success.length, Math.max(0, max))
+    packets.push(...result.success)
+    const failure = next(limit())
+    if (failure !== undefined) return { _tag: "Failed", error: failure, pushed }
+  }
+  while (decoder.undecoded > 0) {
+    const failure = next(limit())
+    if (failure !== undefined) return { _tag: "Failed", error: failure, pushed }
+  }
+  return { _tag: "Packets", packets, buffered: decoder.buffered }
+}
+
+/** Decode limits for `runLimited`: 0 (keep the bytes), small, and none. */
+const limits = fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4 }), fc.constant(Infinity)), {
+  minLength: 1,
+  maxLength: 6
+})
+
 /** Splits `bytes` at the given cut points (any numbers; reduced modulo the length and sorted). */
 const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
   const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
@@ -169,6 +213,16 @@ describe("Codec properties", () => {
       )
     })
 
+    it("decode limits (Connection's batches of a large read) change neither the packets nor their order", () => {
+      fc.assert(
+        fc.property(fc.array(Arb.packet, { minLength: 1, maxLength: 12 }), cuts, limits, (packets, points, max) => {
+          const bytes = Arb.concat(packets.map(encodeOk))
+          assertPackets(runLimited(split(bytes, points), max), packets)
+        }),
+        { numRuns: 500 }
+      )
+    })
+
     it("several packets pushed one byte at a time", () => {
       fc.assert(
         fc.property(fc.array(Arb.serverPacket, { minLength: 1, maxLength: 4 }), (packets) => {
@@ -211,6 +265,25 @@ describe("Codec properties", () => {
           if (whole._tag === "Packets" && chunked._tag === "Packets") {
             assert.deepStrictEqual(Arb.comparable(chunked.packets), Arb.comparable(whole.packets))
             assert.strictEqual(chunked.buffered, whole.buffered)
+          }
+        }),
+        { numRuns: 500 }
+      )
+    })
+
+    it("with decode limits: the same outcome, the failure only once the bytes before it are decoded", () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 512 }), cuts, limits, (bytes, points, max) => {
+          const whole = run([bytes])
+          const limited = runLimited(split(bytes, points), max)
+          assertPacketsOrMalformed(limited)
+          assert.strictEqual(limited._tag, whole._tag)
+          if (whole._tag === "Packets" && limited._tag === "Packets") {
+            assert.deepStrictEqual(Arb.comparable(limited.packets), Arb.comparable(whole.packets))
+            assert.strictEqual(limited.buffered, whole.buffered)
+          }
+          if (whole._tag === "Failed" && limited._tag === "Failed") {
+            assert.strictEqual(limited.error.message, whole.error.message)
           }
         }),
         { numRuns: 2000 }

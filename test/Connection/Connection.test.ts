@@ -582,6 +582,31 @@ describe("Connection.connect: the link", () => {
       assert.strictEqual((packets[1] as Packet.Puback).packetId, 5)
     }))
 
+  it.effect("a large read is decoded 64 packets per pull, in order; a small one in one pull", () =>
+    Effect.gen(function*() {
+      const { link, conn } = yield* connected()
+      const batch = (from: number, count: number) =>
+        concat(
+          ...Array.from({ length: count }, (_, i) => FakeBroker.encode(publish("big/read", `message ${from + i}`.padEnd(24))))
+        )
+      // 1,000 PUBLISH of 36 bytes: 36,000 bytes in one read, over the 16 KiB from which reads are batched.
+      const large = batch(0, 1000)
+      assert.isAbove(large.length, 16 * 1024)
+      yield* conn.sendRaw(large)
+      const sizes: Array<number> = []
+      const received: Array<string> = []
+      while (received.length < 1000) {
+        const packets = yield* link.pull
+        sizes.push(packets.length)
+        for (const packet of packets) received.push(text((packet as Packet.Publish).payload).trim())
+      }
+      assert.deepStrictEqual(received, Array.from({ length: 1000 }, (_, i) => `message ${i}`))
+      assert.deepStrictEqual(sizes, [...Array.from({ length: 15 }, () => 64), 40])
+      // 300 of them, 10,800 bytes: one pull.
+      yield* conn.sendRaw(batch(1000, 300))
+      assert.strictEqual((yield* link.pull).length, 300)
+    }))
+
   it.effect("a packet over maximumPacketSize fails with MalformedPacket from its header alone", () =>
     Effect.gen(function*() {
       const { link, conn } = yield* connected({}, { maximumPacketSize: 64 })
