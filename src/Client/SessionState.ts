@@ -182,16 +182,19 @@ export const replay = (snapshot: Snapshot, entries: Iterable<JournalEntry>): Sna
   return { flights: [...flights.values()], incomingQos2: [...incoming] }
 }
 
-const noStep: Step = { send: [], deliver: undefined, completions: [], warning: undefined }
+/** The empty list of a step's packets or completions, shared: a step per received packet allocates no empty arrays. */
+const none: ReadonlyArray<never> = []
+
+const noStep: Step = { send: none, deliver: undefined, completions: none, warning: undefined }
 
 const sendOnly = (packet: Packet.ClientPacket): Step => ({
   send: [packet],
   deliver: undefined,
-  completions: [],
+  completions: none,
   warning: undefined
 })
 
-const warn = (warning: string): Step => ({ send: [], deliver: undefined, completions: [], warning })
+const warn = (warning: string): Step => ({ send: none, deliver: undefined, completions: none, warning })
 
 const MAX_PACKET_ID = 65535
 
@@ -510,7 +513,7 @@ export class SessionState {
           ? packet.returnCodes
           : Array.from({ length: expected }, (_, i) => packet.returnCodes[i] ?? 0x80)
         return {
-          send: [],
+          send: none,
           deliver: undefined,
           completions: [{ _tag: "Subscribed", packetId: packet.packetId, returnCodes }],
           warning: packet.returnCodes.length === expected
@@ -525,7 +528,7 @@ export class SessionState {
         }
         this.#removeFlight(packet.packetId)
         return {
-          send: [],
+          send: none,
           deliver: undefined,
           completions: [{ _tag: "Unsubscribed", packetId: packet.packetId }],
           warning: undefined
@@ -541,13 +544,13 @@ export class SessionState {
   #incomingPublish(packet: Packet.Publish): Step {
     switch (packet.qos) {
       case 0:
-        return { send: [], deliver: packet, completions: [], warning: undefined }
+        return { send: none, deliver: packet, completions: none, warning: undefined }
       case 1:
         // [MQTT-4.3.2-2] [MQTT-3.3.4-1]: PUBACK with the same id; a later PUBLISH with that id is a new message.
         return {
           send: [{ _tag: "Puback", packetId: packet.packetId! }],
           deliver: packet,
-          completions: [],
+          completions: none,
           warning: undefined
         }
       case 2: {
@@ -556,11 +559,11 @@ export class SessionState {
         const packetId = packet.packetId!
         const pubrec: Packet.Pubrec = { _tag: "Pubrec", packetId }
         if (this.incomingQos2.has(packetId)) {
-          return { send: [pubrec], deliver: undefined, completions: [], warning: undefined }
+          return { send: [pubrec], deliver: undefined, completions: none, warning: undefined }
         }
         this.#incoming().add(packetId)
         this.#journal?.push({ _tag: "AddIncoming", packetId })
-        return { send: [pubrec], deliver: packet, completions: [], warning: undefined }
+        return { send: [pubrec], deliver: packet, completions: none, warning: undefined }
       }
     }
   }
@@ -574,7 +577,7 @@ export class SessionState {
     // [MQTT-2.3.1-3]: the id is free again after PUBACK (QoS 1) or PUBCOMP (QoS 2).
     this.#removeFlight(packetId)
     this.#inflight--
-    return { send: [], deliver: undefined, completions: [{ _tag: "Published", packetId }], warning: undefined }
+    return { send: none, deliver: undefined, completions: [{ _tag: "Published", packetId }], warning: undefined }
   }
 
   /**
