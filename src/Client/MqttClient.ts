@@ -738,7 +738,12 @@ const runLinkBody = Effect.fnUntraced(function*(
 const connectOnceBody = Effect.fnUntraced(function*(client: ClientImpl) {
   // A child of the client's scope: no connection outlives the client, whatever is interrupted where.
   const linkScope = yield* Scope.fork(client.linksScope)
-  const link = yield* Scope.provide(client.connection.connect, linkScope).pipe(
+  const connection = client.connection
+  // In the link's own scope when the service allows it: no scope of the connection's own inside it.
+  const connect = connection.connectIn !== undefined
+    ? connection.connectIn(linkScope)
+    : Scope.provide(connection.connect, linkScope)
+  const link = yield* connect.pipe(
     Effect.onError((cause) => Scope.close(linkScope, Exit.failCause(cause)))
   )
   yield* Effect.annotateCurrentSpan("messaging.mqtt.session_present", link.connack.sessionPresent)

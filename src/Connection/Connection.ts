@@ -88,6 +88,11 @@ export class Connection extends Context.Service<Connection, {
   readonly options: ConnectOptions.Resolved
   /** Dials and completes the MQTT handshake; the link lives until the enclosing scope closes. */
   readonly connect: Effect.Effect<Link, MqttError.MqttError, Scope.Scope>
+  /**
+   * Optional: `connect` in `scope` itself, not in a scope of its own inside it; the caller closes `scope` when this
+   * fails. The client connects each link in a scope it made for that link, so one scope fewer per connection.
+   */
+  readonly connectIn?: ((scope: Scope.Scope) => Effect.Effect<Link, MqttError.MqttError>) | undefined
 }>()("effect-mqtt/Connection/Connection") {}
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -656,19 +661,32 @@ const writeLoop = Effect.fnUntraced(function*(link: LinkImpl, writer: Socket.Wri
 }) as (link: LinkImpl, writer: Socket.Writer) => Effect.Effect<void>
 
 /**
- * Dials, sends CONNECT and waits for CONNACK; see the module documentation.
+ * Dials, sends CONNECT and waits for CONNACK; see the module documentation. The connection lives in a scope of its
+ * own inside the current one, closed at once when the handshake fails.
  *
  * @since 0.1.0
  */
-export const connect: (
+export const connect = (
   socket: Socket.Socket,
   options: ConnectOptions.Resolved
-) => Effect.Effect<Link, MqttError.MqttError, Scope.Scope> = Effect.fnUntraced(
-  // Defined once for the module: the Connection service keeps `connect(socket, options)` for the client's life, and a
-  // generator function written inside it would be one more function, prototype and hidden class per client.
-  function*(socket: Socket.Socket, options: ConnectOptions.Resolved) {
-    const outer = yield* Effect.scope
-    const scope = yield* Scope.fork(outer)
+): Effect.Effect<Link, MqttError.MqttError, Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (outer) =>
+    Effect.flatMap(Scope.fork(outer), (scope) =>
+      Effect.onError(connectIn(socket, options, scope), (cause) => Scope.close(scope, Exit.failCause(cause)))))
+
+/**
+ * `connect` in `scope` itself: what it opens is released when `scope` closes, which the caller does when this fails.
+ *
+ * @since 0.1.0
+ */
+export const connectIn: (
+  socket: Socket.Socket,
+  options: ConnectOptions.Resolved,
+  scope: Scope.Scope
+) => Effect.Effect<Link, MqttError.MqttError> = Effect.fnUntraced(
+  // Defined once for the module: a generator function written inside per-connection code would be one more
+  // function, prototype and hidden class per client.
+  function*(socket: Socket.Socket, options: ConnectOptions.Resolved, scope: Scope.Scope) {
     const clock = yield* Clock.Clock
     const url = options.url
     const decoder = new Codec.Decoder({ maximumPacketSize: options.maximumPacketSize })
@@ -680,7 +698,7 @@ export const connect: (
       socket,
       options,
       clock
-    ).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
+    )
     const link = new LinkImpl(options, clock, decoder, shake)
     // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
     yield* Scope.addFinalizer(
@@ -705,7 +723,24 @@ export const connect: (
 export const make = (
   socket: Socket.Socket,
   options: ConnectOptions.Resolved
-): Connection["Service"] => Connection.of({ options, connect: connect(socket, options) })
+): Connection["Service"] => Connection.of(new ConnectionImpl(socket, options))
+
+/** The service of `make`: a client keeps it for its life, so a class, its `connectIn` a method, not a closure. */
+class ConnectionImpl {
+  readonly options: ConnectOptions.Resolved
+  readonly connect: Effect.Effect<Link, MqttError.MqttError, Scope.Scope>
+  readonly #socket: Socket.Socket
+
+  constructor(socket: Socket.Socket, options: ConnectOptions.Resolved) {
+    this.options = options
+    this.#socket = socket
+    this.connect = connect(socket, options)
+  }
+
+  connectIn(scope: Scope.Scope): Effect.Effect<Link, MqttError.MqttError> {
+    return connectIn(this.#socket, this.options, scope)
+  }
+}
 
 /**
  * The Connection service over any `Socket.Socket` (custom transports, tests).

@@ -498,6 +498,29 @@ describe("Connection.connect: the link", () => {
       assert.deepStrictEqual(conn.tags(), ["Connect"])
     }))
 
+  it.effect("connectIn uses the scope it is given: closing it closes the link; a refusal leaves closing to the caller", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const scope = yield* Scope.make()
+      const link = yield* Connection.connectIn(broker.socket, resolve(), scope)
+      const conn = yield* broker.connection(1)
+      yield* conn.expectPacket("Connect")
+      yield* Scope.close(scope, Exit.void)
+      yield* conn.awaitClosed
+      assert.strictEqual(conn.closedBy, "client")
+      assertReason(link.offer({ _tag: "Pingreq" })!, "Disconnected")
+
+      const refusing = yield* FakeBroker.make({ connack: { returnCode: 5 } })
+      const refusedScope = yield* Scope.make()
+      const error = yield* Effect.flip(Connection.connectIn(refusing.socket, resolve(), refusedScope))
+      assertReason(error, "ConnectionRefused")
+      const refused = yield* refusing.connection(1)
+      assert.isTrue(refused.isOpen, "still open: the scope is the caller's to close")
+      yield* Scope.close(refusedScope, Exit.void)
+      yield* refused.awaitClosed
+      assert.strictEqual(refused.closedBy, "client")
+    }))
+
   // Regression: found by this test and fixed in src.
   it.effect("closing the scope fails a send whose write is blocked by backpressure (no hang)", () =>
     Effect.gen(function*() {
