@@ -841,7 +841,7 @@ const subscriptionBody = Effect.fnUntraced(function*(
     options?.unsubscribeOnEnd ?? client.unsubscribeOnEnd
   )
   const effective = client.local.add(subscriber)
-  yield* Scope.addFinalizer(yield* Effect.scope, release(client, subscriber))
+  yield* Scope.addFinalizerExit(yield* Effect.scope, () => release(client, subscriber))
   for (const { topicFilter } of requested) {
     const pending = client.unsubscribing?.get(topicFilter)
     // Bounded: a broker that never answers UNSUBSCRIBE must not stall every later subscription.
@@ -862,7 +862,7 @@ const messagesBody = Effect.fnUntraced(function*(
 ) {
   const subscriber = yield* LocalSubscriptions.makeSubscriber(undefined, options, false)
   client.local.add(subscriber)
-  yield* Scope.addFinalizer(yield* Effect.scope, release(client, subscriber))
+  yield* Scope.addFinalizerExit(yield* Effect.scope, () => release(client, subscriber))
   return Stream.fromQueue(subscriber.queue)
 })
 
@@ -947,9 +947,10 @@ const makeClient = (
     client.currentLinkScope = first.linkScope
     client.supervisor = yield* Effect.forkIn(supervise(client, first), clientScope, { startImmediately: true })
 
-    yield* Scope.addFinalizer(
+    // The effect is made when the scope closes: until then the client holds one closure for it, not the effect.
+    yield* Scope.addFinalizerExit(
       clientScope,
-      disconnectBody(client, { timeout: options.disconnectTimeout ?? Duration.seconds(5) })
+      () => disconnectBody(client, { timeout: options.disconnectTimeout ?? Duration.seconds(5) })
     )
     return MqttClient.of(new ClientService(client))
   })

@@ -700,14 +700,13 @@ export const connectIn: (
       clock
     )
     const link = new LinkImpl(options, clock, decoder, shake)
-    // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection.
-    yield* Scope.addFinalizer(
-      scope,
+    // Closing the scope fails whatever was queued but not written, so no caller waits on a dead connection. (Its
+    // effect is made when the scope closes: an idle link holds one closure for it, not an effect and two closures.)
+    yield* Scope.addFinalizerExit(scope, () =>
       Effect.sync(() => {
         link.closed = true
         link.outbox.fail(link.aborted ?? disconnected("send"))
-      })
-    )
+      }))
     // Over a direct writer the outbox writes by itself; any other transport gets a writer fiber.
     if (link.outbox.direct === undefined) yield* Effect.forkIn(writeLoop(link, shake.writer), scope, { startImmediately: true })
     return link as Link

@@ -250,14 +250,13 @@ const startOnTimer = (
       Effect.runFork(link.abort(next))
     }
     tick()
+    // The finalizer's effect is made when the scope closes: until then the link holds one closure for it.
     return Effect.flatMap(Effect.scope, (scope) =>
-      Scope.addFinalizer(
-        scope,
+      Scope.addFinalizerExit(scope, () =>
         Effect.sync(() => {
           stopped = true
           if (handle !== undefined) clearTimeout(handle)
-        })
-      ))
+        })))
   })
 
 /**

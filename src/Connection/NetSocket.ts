@@ -256,7 +256,7 @@ const acquireInScope = <A, E>(
 ): Effect.Effect<A, E, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(Effect.scope, (scope) =>
-      Effect.tap(restore(acquire), (a) => Scope.addFinalizer(scope, Effect.sync(() => release(a)))))
+      Effect.tap(restore(acquire), (a) => Scope.addFinalizerExit(scope, () => Effect.sync(() => release(a)))))
   )
 
 const upgradeError = new Socket.SocketError({
