@@ -279,6 +279,9 @@ const dedupe = (subscriptions: ReadonlyArray<Packet.Subscription>): Array<Packet
   return [...byFilter].map(([topicFilter, qos]) => ({ topicFilter, qos }))
 }
 
+/** `reconnect: false`: no retry. One schedule for every such client (a schedule is immutable). */
+const noReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedule.recurs(0)
+
 const defaultReconnect: Schedule.Schedule<unknown, MqttError.MqttError> = Schedule.exponential("1 second").pipe(
   Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30)))),
   Schedule.jittered
@@ -392,7 +395,7 @@ class ClientImpl implements Keepalive.Config {
     const resolved = connection.options
     this.resolved = resolved
     this.tracing = options.tracing === true
-    this.schedule = options.reconnect === false ? Schedule.recurs(0) : (options.reconnect ?? defaultReconnect)
+    this.schedule = options.reconnect === false ? noReconnect : (options.reconnect ?? defaultReconnect)
     this.keepaliveMillis = resolved.keepalive * 1000
     this.pingTimeoutMillis = Duration.toMillis(resolved.pingTimeout)
     this.unsubscribeOnEnd = options.unsubscribeOnEnd ?? resolved.cleanSession

@@ -480,7 +480,6 @@ class LinkImpl implements Link {
   readonly connack: Packet.Connack
   readonly url: string
   readonly pull: Effect.Effect<ReadonlyArray<Packet.ServerPacket>, MqttError.MqttError>
-  readonly disconnect: Effect.Effect<void>
   readonly outbox: Outbox
   readonly #decoder: Codec.Decoder
   readonly #clock: Clock.Clock
@@ -512,7 +511,11 @@ class LinkImpl implements Link {
       onSuccess: (chunks) => this.#onChunks(chunks)
     })
     this.pull = Effect.suspend(() => this.#pull())
-    this.disconnect = Effect.suspend(() => {
+  }
+
+  /** Made when asked for (once, at the end): an idle link keeps no effect for it. */
+  get disconnect(): Effect.Effect<void> {
+    return Effect.suspend(() => {
       if (this.outbox.closed || this.outbox.failure !== undefined) return Effect.void
       // [MQTT-3.14.4-2]: the outbox accepts nothing after DISCONNECT. [MQTT-3.14.4-1]: closing the link's scope
       // then ends the socket (FIN after the queued bytes), which closes the connection.

@@ -266,30 +266,40 @@ const upgradeError = new Socket.SocketError({
 const noUpgrade = () => Effect.fail(upgradeError)
 
 /**
- * The socket of one `make`: the connection open now, the reader that dials, and the writer (this object itself: its
- * `write`/`writeAll` are the `Socket.Writer`, its `writeNow`/`onDrained` the `DirectWriter`). Methods rather than
- * closures: a process may hold thousands.
+ * The socket of one `make`, and the `Socket.Socket` itself: the connection open now, the reader that dials, and the
+ * writer (this object too: its `write`/`writeAll` are the `Socket.Writer`, its `writeNow`/`onDrained` the
+ * `DirectWriter`). Methods rather than closures, and the reader and writer effects made at each acquisition rather
+ * than kept: a process may hold thousands of idle sockets.
  */
-class NetSocketImpl implements DirectWriter {
+class NetSocketImpl implements DirectWriter, Socket.Socket {
+  readonly [Socket.TypeId] = Socket.TypeId
+  readonly options: DialOptions
   current: Connection | undefined = undefined
   /** The socket being dialed, until it connects or fails. */
   dialing: Net.Socket | undefined = undefined
-  readonly reader: Socket.Socket["reader"]
-  readonly writer: Socket.Socket["writer"]
   readonly [DirectWriterKey]: DirectWriter = this
 
   constructor(options: DialOptions) {
-    this.reader = Effect.map(
+    this.options = options
+  }
+
+  get reader(): Socket.Socket["reader"] {
+    return Effect.map(
       // A dial is interruptible (the connect timeout on another clock): `dial` then destroys the half-open socket.
       acquireInScope(
-        Effect.map(dial(options, this), (connection) => (this.current = connection)),
+        Effect.map(dial(this.options, this), (connection) => (this.current = connection)),
         (connection) => this.release(connection)
       ),
       (connection): Socket.Reader => ({ pull: connection.pull, upgrade: noUpgrade })
     )
-    // The writer has no release of its own: it writes to the connection the reader opened, and the reader's release
-    // ends that connection after what was written (`Connection.close`). A finalizer for it cost 0.6 KB per client.
-    this.writer = Effect.succeed(this as unknown as Socket.Writer)
+  }
+
+  /**
+   * No release of its own: it writes to the connection the reader opened, and the reader's release ends that
+   * connection after what was written (`Connection.close`). A finalizer for it cost 0.6 KB per client.
+   */
+  get writer(): Socket.Socket["writer"] {
+    return Effect.succeed(this as unknown as Socket.Writer)
   }
 
   /** Ends the dial in progress, or else the open connection, with `cause` (see `abortConnection`). */
@@ -380,14 +390,7 @@ class NetSocketImpl implements DirectWriter {
  *
  * @since 0.1.0
  */
-export const make = (options: DialOptions): Socket.Socket => {
-  const impl = new NetSocketImpl(options)
-  const socket = Socket.make({ reader: impl.reader, writer: impl.writer })
-  ;(socket as { [AbortKey]?: NetSocketImpl })[AbortKey] = impl
-  return socket
-}
-
-const AbortKey = "effect-mqtt/NetSocket/abort"
+export const make = (options: DialOptions): Socket.Socket => new NetSocketImpl(options)
 
 /**
  * For a socket made by this module, a function that ends its dial in progress (TCP connect, TLS handshake), or else
@@ -397,7 +400,5 @@ const AbortKey = "effect-mqtt/NetSocket/abort"
  *
  * @since 0.1.0
  */
-export const abortConnection = (socket: Socket.Socket): ((cause: Error) => void) | undefined => {
-  const impl = (socket as { readonly [AbortKey]?: NetSocketImpl })[AbortKey]
-  return impl === undefined ? undefined : (cause) => impl.abort(cause)
-}
+export const abortConnection = (socket: Socket.Socket): ((cause: Error) => void) | undefined =>
+  socket instanceof NetSocketImpl ? (cause) => socket.abort(cause) : undefined
