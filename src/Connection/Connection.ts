@@ -727,16 +727,19 @@ export const make = (
   options: ConnectOptions.Resolved
 ): Connection["Service"] => Connection.of(new ConnectionImpl(socket, options))
 
-/** The service of `make`: a client keeps it for its life, so a class, its `connectIn` a method, not a closure. */
+/** The service of `make`: a client keeps it for its life, so a class, its operations made when asked for. */
 class ConnectionImpl {
   readonly options: ConnectOptions.Resolved
-  readonly connect: Effect.Effect<Link, MqttError.MqttError, Scope.Scope>
   readonly #socket: Socket.Socket
 
   constructor(socket: Socket.Socket, options: ConnectOptions.Resolved) {
     this.options = options
     this.#socket = socket
-    this.connect = connect(socket, options)
+  }
+
+  /** Made when asked for: the client uses `connectIn`, so its clients keep no effect for it. */
+  get connect(): Effect.Effect<Link, MqttError.MqttError, Scope.Scope> {
+    return connect(this.#socket, this.options)
   }
 
   connectIn(scope: Scope.Scope): Effect.Effect<Link, MqttError.MqttError> {

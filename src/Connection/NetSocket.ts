@@ -255,9 +255,16 @@ const acquireInScope = <A, E>(
   release: (a: A) => void
 ): Effect.Effect<A, E, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.scope, (scope) =>
-      Effect.tap(restore(acquire), (a) => Scope.addFinalizerExit(scope, () => Effect.sync(() => release(a)))))
+    Effect.flatMap(Effect.scope, (scope) => Effect.tap(restore(acquire), (a) => releaseOnClose(scope, release, a)))
   )
+
+/**
+ * Registers `release(a)` for when `scope` closes. A function of its own so that the finalizer's closure captures only
+ * these three: written inside `acquireInScope`, it would share that function's context, and with it keep the acquire
+ * effect (the dial, with its closures) for as long as the connection lives.
+ */
+const releaseOnClose = <A>(scope: Scope.Scope, release: (a: A) => void, a: A): Effect.Effect<void> =>
+  Scope.addFinalizerExit(scope, () => Effect.sync(() => release(a)))
 
 const upgradeError = new Socket.SocketError({
   reason: new Socket.SocketUpgradeError({ cause: new Error("dial with mqtts:// for TLS") })
