@@ -159,6 +159,27 @@ const connectedInOwnScope = (server: TestServer) =>
   })
 
 /** `n` bytes whose every 4-byte word is its own index (offset by `seed`): any loss, duplication or reordering shows. */
+/**
+ * Aborts `socket` with a fresh cause: `waiting` (a dial or a pull) fails with `tag` carrying that very cause, and the
+ * server sees the connection close.
+ */
+const assertAbortFails = (
+  socket: Socket.Socket,
+  waiting: Fiber.Fiber<Socket.SocketError, unknown>,
+  peer: Peer,
+  tag: "SocketOpenError" | "SocketReadError"
+) =>
+  Effect.gen(function*() {
+    const abort = NetSocket.abortConnection(socket)
+    if (abort === undefined) return assert.fail("a NetSocket has abortConnection")
+    const cause = new Error("deadline")
+    abort(cause)
+    const error = yield* Fiber.join(waiting).pipe(bounded)
+    assert.strictEqual(error.reason._tag, tag)
+    assert.strictEqual((error.reason as { readonly cause?: unknown }).cause, cause)
+    yield* peer.awaitClose
+  })
+
 const pattern = (n: number, seed = 0): Buffer => {
   const bytes = Buffer.alloc(n)
   for (let i = 0; i + 4 <= n; i += 4) bytes.writeUInt32BE((seed + i / 4) >>> 0, i)
@@ -436,16 +457,8 @@ describe("NetSocket", () => {
         // A plain TCP server that never answers the ClientHello: the TLS handshake would wait forever.
         const server = yield* tcpServer()
         const socket = NetSocket.make({ transport: "tls", host: "127.0.0.1", port: server.port })
-        const abort = NetSocket.abortConnection(socket)
-        assert.isDefined(abort)
         const dialing = yield* Effect.forkChild(Effect.flip(Effect.scoped(socket.reader)))
-        const peer = yield* server.accepted
-        const cause = new Error("deadline")
-        abort!(cause)
-        const error = yield* Fiber.join(dialing).pipe(bounded)
-        assert.strictEqual(error.reason._tag, "SocketOpenError")
-        assert.strictEqual(error.reason._tag === "SocketOpenError" ? error.reason.cause : undefined, cause)
-        yield* peer.awaitClose
+        yield* assertAbortFails(socket, dialing, yield* server.accepted, "SocketOpenError")
       })))
 
     it.effect("on an open connection: a pending pull fails with SocketReadError carrying the cause", () =>
@@ -455,12 +468,7 @@ describe("NetSocket", () => {
         const reader = yield* socket.reader
         const peer = yield* server.accepted
         const pulling = yield* Effect.forkChild(Effect.flip(reader.pull), { startImmediately: true })
-        const cause = new Error("deadline")
-        NetSocket.abortConnection(socket)!(cause)
-        const error = yield* Fiber.join(pulling).pipe(bounded)
-        assert.strictEqual(error.reason._tag, "SocketReadError")
-        assert.strictEqual(error.reason._tag === "SocketReadError" ? error.reason.cause : undefined, cause)
-        yield* peer.awaitClose
+        yield* assertAbortFails(socket, pulling, peer, "SocketReadError")
       })))
 
     it.effect("with nothing dialed or open it does nothing; any other socket has none", () =>
