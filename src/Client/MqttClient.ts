@@ -23,7 +23,6 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
@@ -39,6 +38,7 @@ import * as Keepalive from "../Connection/Keepalive.ts"
 import * as NodeTransport from "../Connection/NodeTransport.ts"
 import * as MqttError from "../Errors/MqttError.ts"
 import * as LocalSubscriptions from "./LocalSubscriptions.ts"
+import * as Reconnect from "./Reconnect.ts"
 import * as Session from "./Session.ts"
 import * as SessionState from "./SessionState.ts"
 import * as SessionStore from "./SessionStore.ts"
@@ -336,7 +336,7 @@ interface OpenLink {
  * the module (`Effect.fnUntraced`) — a generator function written inside per-client code is a new function object,
  * with its own prototype and hidden classes, for every client and every call, and an idle process holds thousands.
  */
-class ClientImpl implements Keepalive.Config {
+class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
   readonly connection: Connection.Connection["Service"]
   readonly keepalive: Keepalive.Keepalive["Service"]
   readonly session: Session.Session["Service"]
@@ -417,6 +417,20 @@ class ClientImpl implements Keepalive.Config {
     return Effect.suspend(() => {
       this.currentStatus = next
       return this.statusRef === undefined ? Effect.void : SubscriptionRef.set(this.statusRef, next)
+    })
+  }
+
+  // Reconnect.Hooks. Status: reconnecting from the moment the connection is lost, through the schedule's delay.
+  // Event: an attempt is about to start (none when the schedule gives up).
+  onReconnectWait(attempt: number, failure: MqttError.MqttError): Effect.Effect<void> {
+    return this.setStatus({ _tag: "Reconnecting", attempt, error: failure })
+  }
+
+  onReconnectAttempt(attempt: number, failure: MqttError.MqttError): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.emit({ _tag: "Reconnecting", attempt })
+      metrics.reconnects.updateUnsafe(1, this.context)
+      return Effect.logDebug(`reconnecting to ${this.resolved.url} (attempt ${attempt}) after: ${failure.message}`)
     })
   }
 
@@ -754,35 +768,11 @@ const connectOnceBody = Effect.fnUntraced(function*(client: ClientImpl) {
 })
 
 /**
- * Connects, retrying by the schedule; `after` is the error that ended the previous connection (the schedule is
- * stepped with it first, so a broker that accepts and drops at once is not hammered).
+ * Connects, retrying by the client's schedule (`Reconnect.connectWithRetry`); `after` is the error that ended the
+ * previous connection. The client is its own `Reconnect.Hooks`.
  */
-const connectWithRetry = Effect.fnUntraced(function*(client: ClientImpl, after: MqttError.MqttError | undefined) {
-  // The schedule is started at the first failure: most connections succeed at once and never step it.
-  let step: ((input: MqttError.MqttError) => Pull.Pull<unknown, never, unknown>) | undefined
-  let attempt = 0
-  let last = after
-  while (true) {
-    if (last !== undefined) {
-      if (!last.isRetryable) return yield* Effect.fail(last)
-      const failure = last
-      step ??= yield* Schedule.toStepWithSleep(client.schedule)
-      attempt++
-      // Status: reconnecting from the moment the connection is lost, through the schedule's delay. Event: an
-      // attempt is about to start (none when the schedule gives up).
-      yield* client.setStatus({ _tag: "Reconnecting", attempt, error: failure })
-      yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
-      client.emit({ _tag: "Reconnecting", attempt })
-      metrics.reconnects.updateUnsafe(1, client.context)
-      yield* Effect.logDebug(`reconnecting to ${client.resolved.url} (attempt ${attempt}) after: ${failure.message}`)
-    }
-    const exit = yield* Effect.exit(client.connectOnce)
-    if (Exit.isSuccess(exit)) return exit.value
-    const error = exitError(exit)
-    if (error === undefined) return yield* Effect.failCause(exit.cause)
-    last = error
-  }
-})
+const connectWithRetry = (client: ClientImpl, after: MqttError.MqttError | undefined) =>
+  Reconnect.connectWithRetry(client.schedule, after, client.connectOnce, client)
 
 const supervise = Effect.fnUntraced(function*(client: ClientImpl, first: OpenLink) {
   let current = first
@@ -801,7 +791,7 @@ const supervise = Effect.fnUntraced(function*(client: ClientImpl, first: OpenLin
       return
     }
     if (Exit.isFailure(next)) {
-      const final = exitError(next) ?? error
+      const final = Reconnect.failureOf(next) ?? error
       client.emit({ _tag: "Offline", error: final })
       yield* client.setStatus({ _tag: "Disconnected", error: final })
       yield* client.session.dropAll(final)
@@ -957,14 +947,6 @@ const makeClient = (
     )
     return MqttClient.of(new ClientService(client))
   })
-
-const exitError = (exit: Exit.Exit<unknown, MqttError.MqttError>): MqttError.MqttError | undefined => {
-  if (Exit.isSuccess(exit)) return undefined
-  for (const reason of exit.cause.reasons) {
-    if (reason._tag === "Fail") return reason.error
-  }
-  return undefined
-}
 
 /**
  * The client layer over the Connection, Keepalive and Session services.

@@ -31,7 +31,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
-import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -39,6 +38,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as LocalSubscriptions from "../Client/LocalSubscriptions.ts"
 import * as MqttClient from "../Client/MqttClient.ts"
+import * as Reconnect from "../Client/Reconnect.ts"
 import * as SessionState from "../Client/SessionState.ts"
 import type * as Packet from "../Codec/Packet.ts"
 import * as Topic from "../Codec/Topic.ts"
@@ -812,24 +812,10 @@ export const makeClient = (
      * attempt 1 for it).
      */
     const connectWithRetry = (after: MqttError.MqttError | undefined) =>
-      Effect.gen(function*() {
-        const step = yield* Schedule.toStepWithSleep(schedule)
-        let attempt = 0
-        let last = after
-        while (true) {
-          if (last !== undefined) {
-            if (!last.isRetryable) return yield* Effect.fail(last)
-            const failure = last
-            attempt++
-            if (attempt > 1 || after === undefined) yield* setStatus({ _tag: "Reconnecting", attempt, error: failure })
-            yield* Pull.catchDone(step(failure), () => Effect.fail(failure))
-            emit({ _tag: "Reconnecting", attempt })
-          }
-          const exit = yield* Effect.exit(Effect.uninterruptible(Effect.flatMap(connectOnce, attach)))
-          if (Exit.isSuccess(exit)) return
-          last = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
-          if (last === undefined) return yield* Effect.failCause(exit.cause)
-        }
+      Reconnect.connectWithRetry(schedule, after, Effect.uninterruptible(Effect.flatMap(connectOnce, attach)), {
+        onReconnectWait: (attempt, failure) =>
+          attempt > 1 || after === undefined ? setStatus({ _tag: "Reconnecting", attempt, error: failure }) : Effect.void,
+        onReconnectAttempt: (attempt) => Effect.sync(() => emit({ _tag: "Reconnecting", attempt }))
       })
 
     const supervise = Effect.gen(function*() {
@@ -839,7 +825,7 @@ export const makeClient = (
         const next = yield* Effect.exit(connectWithRetry(error))
         if (closing) return
         if (Exit.isFailure(next)) {
-          const final = next.cause.reasons.find((reason) => reason._tag === "Fail")?.error ?? error
+          const final = Reconnect.failureOf(next) ?? error
           yield* goOffline(final)
           return
         }
