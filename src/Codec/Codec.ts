@@ -363,6 +363,15 @@ const fixedRemainingLength: Readonly<Record<number, number>> = {
 /** A decode limit below 1 (or not a number) still decodes one packet: a caller must always be able to progress. */
 const atLeastOne = (limit: number): number => (limit >= 1 ? limit : 1)
 
+/** Whether `bytes[start, start + length)` are the characters of `ascii`, a string of ASCII characters only. */
+const sameAscii = (bytes: Buffer, start: number, length: number, ascii: string): boolean => {
+  if (ascii.length !== length || length === 0) return false
+  for (let i = 0; i < length; i++) {
+    if (bytes[start + i] !== ascii.charCodeAt(i)) return false
+  }
+  return true
+}
+
 /**
  * An incremental MQTT 3.1.1 decoder for one connection.
  *
@@ -391,6 +400,11 @@ export class Decoder {
    */
   #undecoded: Array<Buffer> = []
   #undecodedLength = 0
+  /**
+   * The last PUBLISH topic that was all ASCII: a stream of messages mostly repeats a few topics, and bytes equal to
+   * this one give back the same string, already checked, without decoding them again.
+   */
+  #lastTopic = ""
   /** mqtt-packet's parser, made on first use: a client only needs it for packets a server receives. */
   #parser: MqttPacket.Parser | undefined = undefined
   #parsed: MqttPacket.Packet | undefined = undefined
@@ -475,7 +489,7 @@ export class Decoder {
     if (this.#frameLength > 0) {
       offset = this.#continueFrame(chunk, 0)
       if (this.#frameLength > 0) return undefined
-      const failure = this.#decodeFrame(this.#joinFrame(), packets)
+      const failure = this.#decodeJoined(packets)
       if (failure !== undefined) return failure
     }
     // A fixed header begun in an earlier chunk: complete it byte by byte (at most 5 bytes).
@@ -493,7 +507,7 @@ export class Decoder {
       this.#headerLength = 0
       offset = this.#continueFrame(chunk, offset)
       if (this.#frameLength > 0) return undefined
-      const failure = this.#decodeFrame(this.#joinFrame(), packets)
+      const failure = this.#decodeJoined(packets)
       if (failure !== undefined) return failure
     }
     // Whole frames inside this chunk: decoded in place, without copying.
@@ -521,7 +535,7 @@ export class Decoder {
         this.#frameLength = frameLength
         return undefined
       }
-      const failure = this.#decodeFrame(chunk.subarray(offset, offset + frameLength), packets)
+      const failure = this.#decodeFrame(chunk, offset, header.headerLength, offset + frameLength, packets)
       if (failure !== undefined) return failure
       offset += frameLength
     }
@@ -554,14 +568,74 @@ export class Decoder {
       : undefined
   }
 
-  #decodeFrame(frame: Buffer, packets: Array<Packet.Packet>): MqttError.MqttError | undefined {
-    const type = frame[0]! >> 4
+  /**
+   * Reads the PUBLISH frame at `bytes[offset, end)` whose variable header starts at `body` (§3.3). The topic is
+   * checked on its raw bytes: well-formed UTF-8 [MQTT-1.5.3-1], no U+0000 [MQTT-1.5.3-2], not empty [MQTT-4.7.3-1],
+   * no wildcards [MQTT-3.3.2-2]; bytes equal to the last ASCII topic were checked then and give back its string. A
+   * packet id is present and non-zero at QoS 1 and 2 [MQTT-2.3.1-1]. The payload is a view of the frame.
+   */
+  #decodePublish(bytes: Buffer, offset: number, body: number, end: number): Packet.Publish | string {
+    const first = bytes[offset]!
+    const qos = (first >> 1) & 0x03
+    if (end < body + 2) return "PUBLISH too short for its topic length"
+    const topicLength = (bytes[body]! << 8) | bytes[body + 1]!
+    const start = body + 2
+    const topicEnd = start + topicLength
+    if (topicEnd > end) return "PUBLISH topic longer than the packet"
+    let topic = this.#lastTopic
+    if (!sameAscii(bytes, start, topicLength, topic)) {
+      if (topicLength === 0) return "PUBLISH with an empty topic name"
+      let ascii = true
+      for (let i = start; i < topicEnd; i++) {
+        const byte = bytes[i]!
+        if (byte >= 0x80) ascii = false
+        else if (byte === 0) return "PUBLISH topic name contains U+0000"
+        else if (byte === 0x23 || byte === 0x2b) return "PUBLISH topic name contains a wildcard"
+      }
+      if (!ascii && !isUtf8(bytes.subarray(start, topicEnd))) return "PUBLISH topic name is not well-formed UTF-8"
+      topic = bytes.toString(ascii ? "latin1" : "utf8", start, topicEnd)
+      if (ascii) this.#lastTopic = topic
+    }
+    const retain = (first & 0x01) !== 0
+    const dup = (first & 0x08) !== 0
+    if (qos === 0) return { _tag: "Publish", topic, payload: bytes.subarray(topicEnd, end), qos, retain, dup }
+    if (topicEnd + 2 > end) return "PUBLISH too short for its packet id"
+    const packetId = (bytes[topicEnd]! << 8) | bytes[topicEnd + 1]!
+    if (packetId === 0) return idProblem("PUBLISH", packetId)
+    return {
+      _tag: "Publish",
+      topic,
+      payload: bytes.subarray(topicEnd + 2, end),
+      qos: qos as Packet.QoS,
+      retain,
+      dup,
+      packetId
+    }
+  }
+
+  /** Decodes the split frame just completed. */
+  #decodeJoined(packets: Array<Packet.Packet>): MqttError.MqttError | undefined {
+    const frame = this.#joinFrame()
+    return this.#decodeFrame(frame, 0, remainingLengthBytes(frame) + 1, frame.length, packets)
+  }
+
+  /**
+   * Decodes the frame at `bytes[offset, end)` whose fixed header is `headerLength` bytes long. The per-message
+   * packets are read here, in place (no view of the frame is made); the rest by mqtt-packet.
+   */
+  #decodeFrame(
+    bytes: Buffer,
+    offset: number,
+    headerLength: number,
+    end: number,
+    packets: Array<Packet.Packet>
+  ): MqttError.MqttError | undefined {
+    const type = bytes[offset]! >> 4
     // readFixedHeader already checked the flags and the lengths of fixed-size packets.
-    const headerLength = remainingLengthBytes(frame) + 1
-    // The per-message packets are read here, directly from the frame; the rest by mqtt-packet.
+    const body = offset + headerLength
     switch (type) {
       case 3: {
-        const publish = decodePublish(frame, headerLength)
+        const publish = this.#decodePublish(bytes, offset, body, end)
         if (typeof publish === "string") return malformed(publish)
         packets.push(publish)
         return undefined
@@ -572,7 +646,7 @@ export class Decoder {
       case 7:
       case 11: {
         // [MQTT-2.3.1-6]: the id of the packet acknowledged; never 0 [MQTT-2.3.1-1].
-        const packetId = (frame[headerLength]! << 8) | frame[headerLength + 1]!
+        const packetId = (bytes[body]! << 8) | bytes[body + 1]!
         if (packetId === 0) return malformed(idProblem(ackNames[type]!, packetId))
         packets.push({ _tag: ackTagsByType[type]!, packetId })
         return undefined
@@ -588,8 +662,8 @@ export class Decoder {
         return undefined
       case 2: {
         // §3.2.2: bits 7-1 of the acknowledge flags are reserved (0); return codes above 5 are reserved.
-        const flags = frame[headerLength]!
-        const returnCode = frame[headerLength + 1]!
+        const flags = bytes[body]!
+        const returnCode = bytes[body + 1]!
         if ((flags & 0xfe) !== 0) return malformed("CONNACK acknowledge flags bits 7-1 must be 0")
         if (returnCode > 5) return malformed(`CONNACK return code ${returnCode} is reserved`)
         packets.push({ _tag: "Connack", sessionPresent: (flags & 0x01) !== 0, returnCode })
@@ -597,12 +671,12 @@ export class Decoder {
       }
       case 9: {
         // §3.9: a packet id, then one return code per filter, each 0, 1, 2 or 0x80.
-        if (frame.length < headerLength + 3) return malformed("SUBACK without return codes")
-        const packetId = (frame[headerLength]! << 8) | frame[headerLength + 1]!
+        if (end < body + 3) return malformed("SUBACK without return codes")
+        const packetId = (bytes[body]! << 8) | bytes[body + 1]!
         if (packetId === 0) return malformed(idProblem("SUBACK", packetId))
         const returnCodes: Array<Packet.SubackReturnCode> = []
-        for (let i = headerLength + 2; i < frame.length; i++) {
-          const code = frame[i]!
+        for (let i = body + 2; i < end; i++) {
+          const code = bytes[i]!
           if (code !== 0 && code !== 1 && code !== 2 && code !== 0x80) return malformed(`SUBACK return code ${code} is invalid`)
           returnCodes.push(code)
         }
@@ -623,7 +697,7 @@ export class Decoder {
       this.#parser = parser
     }
     try {
-      this.#parser.parse(frame)
+      this.#parser.parse(bytes.subarray(offset, end))
     } catch (cause) {
       return malformed(`packet type ${type}: ${String(cause)}`)
     }
@@ -655,38 +729,6 @@ const ackTagsByType: ReadonlyArray<"Puback" | "Pubrec" | "Pubrel" | "Pubcomp" | 
 ]
 
 const ackNames: ReadonlyArray<string | undefined> = ackTagsByType.map((tag) => tag?.toUpperCase())
-
-/**
- * Reads a PUBLISH frame (§3.3). The topic is checked on its raw bytes: well-formed UTF-8 [MQTT-1.5.3-1], no U+0000
- * [MQTT-1.5.3-2], not empty [MQTT-4.7.3-1], no wildcards [MQTT-3.3.2-2]; a packet id is present and non-zero at QoS 1
- * and 2 [MQTT-2.3.1-1]. The payload is a view of the frame.
- */
-const decodePublish = (frame: Buffer, headerLength: number): Packet.Publish | string => {
-  const first = frame[0]!
-  const qos = (first >> 1) & 0x03
-  if (frame.length < headerLength + 2) return "PUBLISH too short for its topic length"
-  const topicLength = (frame[headerLength]! << 8) | frame[headerLength + 1]!
-  const start = headerLength + 2
-  const end = start + topicLength
-  if (end > frame.length) return "PUBLISH topic longer than the packet"
-  if (topicLength === 0) return "PUBLISH with an empty topic name"
-  let ascii = true
-  for (let i = start; i < end; i++) {
-    const byte = frame[i]!
-    if (byte >= 0x80) ascii = false
-    else if (byte === 0) return "PUBLISH topic name contains U+0000"
-    else if (byte === 0x23 || byte === 0x2b) return "PUBLISH topic name contains a wildcard"
-  }
-  if (!ascii && !isUtf8(frame.subarray(start, end))) return "PUBLISH topic name is not well-formed UTF-8"
-  const topic = frame.toString(ascii ? "latin1" : "utf8", start, end)
-  const retain = (first & 0x01) !== 0
-  const dup = (first & 0x08) !== 0
-  if (qos === 0) return { _tag: "Publish", topic, payload: frame.subarray(end), qos, retain, dup }
-  if (end + 2 > frame.length) return "PUBLISH too short for its packet id"
-  const packetId = (frame[end]! << 8) | frame[end + 1]!
-  if (packetId === 0) return idProblem("PUBLISH", packetId)
-  return { _tag: "Publish", topic, payload: frame.subarray(end + 2), qos: qos as Packet.QoS, retain, dup, packetId }
-}
 
 interface FixedHeader {
   readonly headerLength: number

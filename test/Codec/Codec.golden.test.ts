@@ -767,6 +767,24 @@ describe("Decoder robustness", () => {
     malformedHex("32 07 00 03 61 2f 23 00 01") // a/# at QoS 1
   })
 
+  it("a topic with the length of the last one is still checked [MQTT-3.3.2-2] [MQTT-1.5.3-2] [MQTT-1.5.3-1]", () => {
+    // The decoder gives back the last ASCII topic's string when the bytes are equal; any difference is read afresh.
+    const aSlashB = fromHex("30 05 00 03 61 2f 62")
+    decodeMalformed([aSlashB, fromHex("30 05 00 03 61 2f 2b")]) // a/b, then a/+
+    decodeMalformed([aSlashB, fromHex("30 05 00 03 61 00 62")]) // a/b, then a U+0000 b
+    decodeMalformed([aSlashB, fromHex("30 05 00 03 61 2f ff")]) // a/b, then a/ and a byte that is not UTF-8
+    decodeMalformed([concat([aSlashB, aSlashB, fromHex("30 05 00 03 23 2f 62")])]) // in one chunk: #/b
+  })
+
+  it("a repeated topic decodes to the same string; a different one to its own", () => {
+    const publish = (topic: string) => encodeOk({ _tag: "Publish", topic, payload: new Uint8Array(0), qos: 0, retain: false, dup: false })
+    const topics = ["a/b", "a/b", "a/c", "a/c", "a/bb", "é/b", "é/b", "a/b", "a/b"]
+    const packets = decodeOk([concat(topics.map(publish))]) as Array<Packet.Publish>
+    assert.deepStrictEqual(packets.map((p) => p.topic), topics)
+    const split = decodeOk(topics.map(publish)) as Array<Packet.Publish>
+    assert.deepStrictEqual(split.map((p) => p.topic), topics)
+  })
+
   it("PUBLISH with an empty topic is malformed [MQTT-4.7.3-1]", () => {
     malformedHex("30 02 00 00")
     malformedHex("30 04 00 00 68 69")
