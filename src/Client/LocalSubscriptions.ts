@@ -4,8 +4,9 @@
  * It owns the table of live streams (each with its filters, the QoS it asked for, and a bounded queue), the count of
  * streams per filter and QoS (the broker holds one QoS per filter, so a filter is subscribed at the highest any live
  * stream asked for, and unsubscribed when its last stream ends), routing an incoming message to every matching stream
- * once, and the messages no stream matched yet (a resumed persistent session delivers before the application starts
- * its streams). Shared by `MqttClient` and `MqttTest`; it sends nothing itself.
+ * once (the streams a topic goes to are remembered for the next message on it until a stream comes or goes), and
+ * the messages no stream matched yet (a resumed persistent session delivers before the application starts its
+ * streams). Shared by `MqttClient` and `MqttTest`; it sends nothing itself.
  *
  * @since 0.1.0
  */
@@ -70,6 +71,24 @@ export const makeSubscriber = (
 
 const highest = (counts: readonly [number, number, number]): Packet.QoS => (counts[2] > 0 ? 2 : counts[1] > 0 ? 1 : 0)
 
+/** Topics whose streams are remembered at most: past it the routes start over (a stream of ever new topics). */
+const ROUTES_LIMIT = 1024
+
+/**
+ * Up to this many filters in all, every message tries them all: cheaper than a route lookup, and it costs nothing
+ * when every message has a topic of its own (one stream on `devices/#`). Beyond it, routes are remembered.
+ */
+const DIRECT_FILTERS = 4
+
+const matchesAny = (subscriber: Subscriber, topic: string): boolean => {
+  const filters = subscriber.filters
+  if (filters === undefined) return true
+  for (let i = 0; i < filters.length; i++) {
+    if (Topic.matches(filters[i]!, topic)) return true
+  }
+  return false
+}
+
 /**
  * The table; see the module documentation.
  *
@@ -81,6 +100,14 @@ export class LocalSubscriptions {
   readonly active = new Map<string, [number, number, number]>()
   #unclaimed: Array<Packet.Publish> = []
   readonly #unclaimedLimit: number
+  /**
+   * The streams each recent topic went to, in the order the streams were added, when there are more than
+   * `DIRECT_FILTERS` filters; made on the first such message and cleared whenever a stream is added or removed.
+   * Without it every message tries every filter of every stream.
+   */
+  #routes: Map<string, ReadonlyArray<Subscriber>> | undefined = undefined
+  /** The filters of the live streams, counted when first needed after a change. */
+  #filters: number | undefined = undefined
 
   /** @param unclaimedLimit messages kept for streams not started yet (0: none). */
   constructor(unclaimedLimit: number) {
@@ -94,6 +121,8 @@ export class LocalSubscriptions {
    */
   add(subscriber: Subscriber): Array<Packet.Subscription> {
     this.subscribers.add(subscriber)
+    this.#routes = undefined
+    this.#filters = undefined
     this.#claim(subscriber)
     return subscriber.requested.map(({ topicFilter, qos }) => {
       const counts = this.active.get(topicFilter) ?? [0, 0, 0]
@@ -106,6 +135,8 @@ export class LocalSubscriptions {
   /** Unregisters a stream; returns the filters no live stream uses any more (to UNSUBSCRIBE). */
   remove(subscriber: Subscriber): Array<string> {
     this.subscribers.delete(subscriber)
+    this.#routes = undefined
+    this.#filters = undefined
     const unused: Array<string> = []
     for (const { topicFilter, qos } of subscriber.requested) {
       if (this.#release(topicFilter, qos)) unused.push(topicFilter)
@@ -154,21 +185,23 @@ export class LocalSubscriptions {
   deliver(message: Packet.Publish): Effect.Effect<void> | undefined {
     let blocked: Array<Effect.Effect<boolean>> | undefined
     let claimed = false
-    for (const subscriber of this.subscribers) {
-      const filters = subscriber.filters
-      if (filters !== undefined) {
-        let matched = false
-        for (let i = 0; i < filters.length; i++) {
-          if (Topic.matches(filters[i]!, message.topic)) {
-            matched = true
-            break
-          }
+    if (this.#filterCount() <= DIRECT_FILTERS) {
+      // Few filters: trying them is cheaper than remembering routes for topics that may never come again.
+      for (const subscriber of this.subscribers) {
+        if (!matchesAny(subscriber, message.topic)) continue
+        claimed = true
+        if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
+          ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
         }
-        if (!matched) continue
       }
-      claimed = true
-      if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
-        ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
+    } else {
+      const route = this.#route(message.topic)
+      claimed = route.length > 0
+      for (let i = 0; i < route.length; i++) {
+        const subscriber = route[i]!
+        if (!Queue.offerUnsafe(subscriber.queue, message) && subscriber.suspend) {
+          ;(blocked ??= []).push(Queue.offer(subscriber.queue, message))
+        }
       }
     }
     if (!claimed && this.#unclaimedLimit > 0) {
@@ -176,6 +209,30 @@ export class LocalSubscriptions {
       this.#unclaimed.push(message)
     }
     return blocked === undefined ? undefined : Effect.asVoid(Effect.all(blocked))
+  }
+
+  /** How many filters the live streams have (a stream of every message counts as one), counted after each change. */
+  #filterCount(): number {
+    if (this.#filters === undefined) {
+      let count = 0
+      for (const subscriber of this.subscribers) count += subscriber.filters?.length ?? 1
+      this.#filters = count
+    }
+    return this.#filters
+  }
+
+  /** The live streams whose filters match `topic`, once each, in the order they were added. */
+  #route(topic: string): ReadonlyArray<Subscriber> {
+    const routes = this.#routes ??= new Map()
+    const known = routes.get(topic)
+    if (known !== undefined) return known
+    const route: Array<Subscriber> = []
+    for (const subscriber of this.subscribers) {
+      if (matchesAny(subscriber, topic)) route.push(subscriber)
+    }
+    if (routes.size >= ROUTES_LIMIT) routes.clear()
+    routes.set(topic, route)
+    return route
   }
 
   /** Wakes consumers waiting on their queues now (a queue alone wakes them on a later turn of the event loop). */
@@ -188,9 +245,7 @@ export class LocalSubscriptions {
     if (this.#unclaimed.length === 0) return
     const rest: Array<Packet.Publish> = []
     for (const message of this.#unclaimed) {
-      const matches = subscriber.filters === undefined ||
-        subscriber.filters.some((filter) => Topic.matches(filter, message.topic))
-      if (!matches || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
+      if (!matchesAny(subscriber, message.topic) || !Queue.offerUnsafe(subscriber.queue, message)) rest.push(message)
     }
     this.#unclaimed = rest
   }
