@@ -2,7 +2,9 @@
  * effect-mqtt driven through its public API only (`import { MqttClient } from "effect-mqtt"`), the way its README
  * shows: one `MqttClient.make` per connection in a scope, `subscription` for each receiver with its messages consumed
  * by `Stream.runForEach` in a forked fiber (or `Stream.runForEachArray` with BENCH_EFFECT_CONSUMER=array), and "N in
- * flight" as N fibers that each publish, await the completion (written / PUBACK / PUBCOMP), and publish the next.
+ * flight" as N fibers that each publish, await the completion (written / PUBACK / PUBCOMP), and publish the next
+ * (or, with BENCH_EFFECT_PUBLISH=batch, N / 25 fibers that each `publishAll` 25 messages at a time and await them
+ * together: BENCH_EFFECT_BATCH sets the 25).
  * Every workload is one `Effect.runPromise` of a scoped program: closing the scope disconnects every client.
  */
 import * as Effect from "effect/Effect"
@@ -13,6 +15,7 @@ import type { ConnectionsParams, LatencyParams, ThroughputParams } from "../scen
 import { type Driver, type Target, topics } from "./driver.ts"
 
 const consumeArrays = process.env.BENCH_EFFECT_CONSUMER === "array"
+const batchSize = process.env.BENCH_EFFECT_PUBLISH === "batch" ? Math.max(1, Number(process.env.BENCH_EFFECT_BATCH ?? 25)) : 0
 
 const options = (target: Target, id: string): MqttClient.Options => ({
   url: target.url,
@@ -57,8 +60,26 @@ const throughput = (target: Target, params: ThroughputParams, meter: Meter): Pro
         meter.published++
       }
     })
+    // The batch variant: window / batchSize fibers, each publishing batchSize messages per `publishAll`.
+    const batch = Array.from({ length: batchSize }, () => message)
+    const batchWorker = Effect.whileLoop({
+      while: () => remaining > 0,
+      body: () => {
+        const n = Math.min(batchSize, remaining)
+        remaining -= n
+        return Effect.as(publisher.publishAll(n === batchSize ? batch : batch.slice(0, n)), n)
+      },
+      step: (n) => {
+        meter.published += n
+      }
+    })
     meter.begin()
-    yield* Effect.forEach(range(params.window), () => worker, { concurrency: "unbounded", discard: true })
+    if (batchSize > 0) {
+      const fibers = Math.max(1, Math.floor(params.window / batchSize))
+      yield* Effect.forEach(range(fibers), () => batchWorker, { concurrency: "unbounded", discard: true })
+    } else {
+      yield* Effect.forEach(range(params.window), () => worker, { concurrency: "unbounded", discard: true })
+    }
     yield* Effect.promise(() => meter.awaitDeliveries(params.idleMs))
     meter.phase = "disconnecting"
   })))

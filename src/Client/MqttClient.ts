@@ -210,6 +210,16 @@ export class MqttClient extends Context.Service<MqttClient, {
    */
   readonly publish: (input: PublishInput) => Effect.Effect<number | undefined, MqttError.MqttError>
   /**
+   * Publishes several messages, in order, as one operation: nothing is sent if one is invalid; as many are sent at
+   * once as the in-flight window allows and the rest as acknowledgements free it; completes when every message is
+   * complete (as `publish`), and fails with the first error. One wait for the whole batch instead of one per message:
+   * the way to publish a stream's chunks (`Stream.runForEachArray(stream, client.publishAll)`). Returns the packet
+   * ids (`undefined` for QoS 0).
+   */
+  readonly publishAll: (
+    inputs: Iterable<PublishInput>
+  ) => Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError>
+  /**
    * Subscribes while the returned stream runs: SUBSCRIBE when it starts, UNSUBSCRIBE when the last stream on a
    * filter ends (with a clean session; see `unsubscribeOnEnd`). A filter the broker refuses (SUBACK 0x80) fails the
    * stream with `SubscribeRejected`.
@@ -497,6 +507,35 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
     )
   }
 
+  publishAll(inputs: Iterable<PublishInput>): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> {
+    if (this.closing) return Effect.fail(closedError("publish"))
+    const requests: Array<SessionState.PublishRequest> = []
+    for (const input of inputs) {
+      const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
+      requests.push({ topic: input.topic, payload, qos: input.qos ?? 0, retain: input.retain ?? false })
+    }
+    const published = Effect.map(this.session.publishAll(requests), (packetIds) => {
+      // One metric update per QoS for the batch.
+      const sent = [0, 0, 0]
+      for (let i = 0; i < requests.length; i++) sent[requests[i]!.qos]!++
+      for (let qos = 0; qos < 3; qos++) if (sent[qos]! > 0) metrics.sent[qos]!.updateUnsafe(sent[qos]!, this.context)
+      if (this.events !== undefined) {
+        for (let i = 0; i < requests.length; i++) {
+          const { topic, qos } = requests[i]!
+          this.emit({ _tag: "Published", topic, qos, packetId: packetIds[i] })
+        }
+      }
+      return packetIds
+    })
+    if (!this.tracing) return published
+    return published.pipe(
+      Effect.withSpan("mqtt.publish_all", {
+        kind: "producer",
+        attributes: { "messaging.system": "mqtt", "messaging.batch.message_count": requests.length }
+      }, noStackTrace)
+    )
+  }
+
   unsubscribe(filters: string | ReadonlyArray<string>): Effect.Effect<void, MqttError.MqttError> {
     return Effect.suspend(() => {
       if (this.closing) return Effect.fail(closedError("unsubscribe"))
@@ -536,6 +575,7 @@ type Service = MqttClient["Service"]
 class ClientService implements Service {
   readonly #client: ClientImpl
   #publish: Service["publish"] | undefined = undefined
+  #publishAll: Service["publishAll"] | undefined = undefined
   #subscribe: Service["subscribe"] | undefined = undefined
   #subscription: Service["subscription"] | undefined = undefined
   #unsubscribe: Service["unsubscribe"] | undefined = undefined
@@ -551,6 +591,10 @@ class ClientService implements Service {
   // functions outside the getters, so that a getter allocates nothing once its operation exists.
   get publish(): Service["publish"] {
     return this.#publish ??= publishOf(this.#client)
+  }
+
+  get publishAll(): Service["publishAll"] {
+    return this.#publishAll ??= publishAllOf(this.#client)
   }
 
   get subscribe(): Service["subscribe"] {
@@ -598,6 +642,8 @@ class ClientService implements Service {
 }
 
 const publishOf = (client: ClientImpl): Service["publish"] => (input) => client.publish(input)
+
+const publishAllOf = (client: ClientImpl): Service["publishAll"] => (inputs) => client.publishAll(inputs)
 
 const subscribeOf = (client: ClientImpl): Service["subscribe"] => (filters, options) =>
   Stream.unwrap(Effect.map(subscriptionBody(client, filters, options), (s) => s.messages))

@@ -43,6 +43,15 @@ export class Session extends Context.Service<Session, {
    * packet id for QoS 1 and 2.
    */
   readonly publish: (request: SessionState.PublishRequest) => Effect.Effect<Packet.PacketId | undefined, MqttError.MqttError>
+  /**
+   * Publishes `requests` in order as one operation: as many are started at once as the in-flight window allows, the
+   * rest as slots free up, and the caller waits once for all of them (each completes as with `publish`). Nothing is
+   * sent when one of them is invalid. Fails with the first error; the messages already started stay in the session,
+   * as an interrupted `publish`'s do. Returns the packet ids (`undefined` for QoS 0).
+   */
+  readonly publishAll: (
+    requests: ReadonlyArray<SessionState.PublishRequest>
+  ) => Effect.Effect<ReadonlyArray<Packet.PacketId | undefined>, MqttError.MqttError>
   /** Sends SUBSCRIBE and waits for SUBACK; returns its return codes, one per filter. */
   readonly subscribe: (
     subscriptions: ReadonlyArray<Packet.Subscription>
@@ -81,6 +90,12 @@ export class Session extends Context.Service<Session, {
 }>()("effect-mqtt/Client/Session") {}
 
 type Waiter = (completion: SessionState.Completion) => void
+
+/** What `publishAll` waits for: the packet ids, and the writes of its QoS 0 publishes. */
+interface PublishedAll {
+  readonly ids: ReadonlyArray<Packet.PacketId | undefined>
+  readonly writes: ReadonlyArray<Effect.Effect<void, MqttError.MqttError>>
+}
 
 type Started = Result.Result<
   { readonly packetId: Packet.PacketId; readonly send: Packet.ClientPacket | undefined },
@@ -298,6 +313,106 @@ class SessionImpl implements Service {
       this.#waitsForSlot,
       () => Effect.andThen(this.#awaitWindow, this.publish(request))
     )
+  }
+
+  publishAll(
+    requests: ReadonlyArray<SessionState.PublishRequest>
+  ): Effect.Effect<ReadonlyArray<Packet.PacketId | undefined>, MqttError.MqttError> {
+    for (let i = 0; i < requests.length; i++) {
+      const invalid = SessionState.validatePublish(requests[i]!)
+      if (invalid !== undefined) return Effect.fail(invalid)
+    }
+    // With a store every flight is stored before it is sent: one at a time, as `publish` does.
+    if (this.#journal !== undefined || requests.length === 0) {
+      return Effect.forEach(requests, (request) => this.publish(request))
+    }
+    return Effect.flatMap(
+      Effect.callback<PublishedAll, MqttError.MqttError>((resume) => this.#startAll(requests, resume)),
+      ({ ids, writes }) => writes.length === 0 ? Effect.succeed(ids) : Effect.as(Effect.all(writes, { discard: true }), ids)
+    )
+  }
+
+  /**
+   * Starts `requests` in order, synchronously, as far as the window allows, and goes on from the window's waiters
+   * as slots free up; resumes once every QoS 1 and 2 publish has completed, with the writes of the QoS 0 ones still
+   * to wait for. Returns what stops the wait when the caller is interrupted.
+   */
+  #startAll(
+    requests: ReadonlyArray<SessionState.PublishRequest>,
+    resume: (effect: Effect.Effect<PublishedAll, MqttError.MqttError>) => void
+  ): Effect.Effect<void> {
+    const ids: Array<Packet.PacketId | undefined> = []
+    const writes: Array<Effect.Effect<void, MqttError.MqttError>> = []
+    let next = 0
+    let unacknowledged = 0
+    let done = false
+    let windowWake: ((error?: MqttError.MqttError) => void) | undefined
+    const finish = (effect: Effect.Effect<PublishedAll, MqttError.MqttError>) => {
+      if (done) return
+      done = true
+      resume(effect)
+    }
+    // The flights already started stay in the session; the waiters of those not complete go (an id whose flight
+    // completed may serve another operation by now: only this batch's own waiter is removed).
+    const removeWaiters = () => {
+      for (const id of ids) if (id !== undefined && this.#waiters?.get(id) === onCompletion) this.#removeWaiter(id)
+    }
+    const fail = (error: MqttError.MqttError) => {
+      removeWaiters()
+      finish(Effect.fail(error))
+    }
+    const onCompletion: Waiter = (completion) => {
+      if (completion._tag === "Dropped") return fail(completion.error)
+      unacknowledged--
+      if (next === requests.length && unacknowledged === 0) finish(Effect.succeed({ ids, writes }))
+    }
+    const run = (): void => {
+      let written: Connection.Link | undefined
+      while (next < requests.length && !done) {
+        if (this.#closed) return fail(closedError("publish"))
+        const request = requests[next]!
+        const started = this.state.publish(request)
+        if (Result.isFailure(started)) {
+          if (!this.#waitsForSlot(started.failure)) return fail(started.failure)
+          // The window is full: go on when a slot frees up.
+          windowWake = (error) => {
+            windowWake = undefined
+            if (error !== undefined) fail(error)
+            else run()
+          }
+          this.#windowWaiters.push(windowWake)
+          break
+        }
+        next++
+        const { packet, queued } = started.success
+        if (packet.qos === 0) {
+          ids.push(undefined)
+          // Offline, a QoS 0 publish is complete once queued.
+          if (queued) continue
+          const link = this.#link
+          if (link === undefined) return fail(closedError("publish"))
+          const invalid = link.offer(packet)
+          if (invalid !== undefined) return fail(invalid)
+          written = link
+          continue
+        }
+        const packetId = packet.packetId!
+        ids.push(packetId)
+        unacknowledged++
+        this.#addWaiter(packetId, onCompletion)
+        if (!queued) this.#sendAll([packet])
+      }
+      // One wait for every QoS 0 publish this step queued: they are written together.
+      if (written !== undefined) writes.push(written.awaitWritten())
+      if (next === requests.length && unacknowledged === 0) finish(Effect.succeed({ ids, writes }))
+    }
+    run()
+    return Effect.sync(() => {
+      done = true
+      removeWaiters()
+      const wake = windowWake
+      if (wake !== undefined) this.#windowWaiters = this.#windowWaiters.filter((w) => w !== wake)
+    })
   }
 
   subscribe(

@@ -201,6 +201,17 @@ const MAX_PACKET_ID = 65535
 const payloadError = (payload: unknown) =>
   MqttError.make(new MqttError.BadStructure({ field: "payload", value: typeof payload, detail: "must be a Uint8Array" }))
 
+/**
+ * What `publish` checks of a request before it takes a packet id: its QoS, its topic name (no wildcards
+ * [MQTT-3.3.2-2] [MQTT-4.7.1-1], well-formed UTF-8, not empty) and that its payload is bytes [MQTT-3.3.1-4].
+ *
+ * @since 0.1.0
+ */
+export const validatePublish = (request: PublishRequest): MqttError.MqttError | undefined =>
+  Validate.qos(request.qos, "publish") ??
+    Topic.validateTopicName(request.topic) ??
+    (request.payload instanceof Uint8Array ? undefined : payloadError(request.payload))
+
 const emptyError = (field: string) =>
   MqttError.make(new MqttError.BadStructure({ field, value: 0, detail: "needs at least one topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]" }))
 
@@ -383,10 +394,8 @@ export class SessionState {
    * @returns the PUBLISH, and whether it was queued (offline) rather than to be sent now.
    */
   publish(request: PublishRequest): Result.Result<Started, MqttError.MqttError> {
-    // Checked before an id is taken: [MQTT-3.3.2-2] [MQTT-4.7.1-1] [MQTT-3.3.1-4].
-    const invalid = Validate.qos(request.qos, "publish") ??
-      Topic.validateTopicName(request.topic) ??
-      (request.payload instanceof Uint8Array ? undefined : payloadError(request.payload))
+    // Checked before an id is taken.
+    const invalid = validatePublish(request)
     if (invalid !== undefined) return Result.fail(invalid)
     if (!this.#connected) {
       if (this.config.maxBufferedMessages === 0 || (request.qos === 0 && !this.config.bufferQos0)) {

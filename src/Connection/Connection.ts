@@ -65,6 +65,11 @@ export interface Link {
   /** Queues a packet and waits until it is written to the socket. */
   readonly send: (packet: OutgoingPacket) => Effect.Effect<void, MqttError.MqttError>
   /**
+   * An effect that waits until the packets queued so far are written (or fails with the link's error). Take it right
+   * after `offer`, in the same synchronous step: with nothing queued it waits for the next write.
+   */
+  readonly awaitWritten: () => Effect.Effect<void, MqttError.MqttError>
+  /**
    * Sends DISCONNECT after everything queued before it and waits until it is written; nothing is sent after it
    * [MQTT-3.14.4-2]. Close the link's scope next, which ends the socket after the queued bytes [MQTT-3.14.4-1].
    */
@@ -533,6 +538,10 @@ class LinkImpl implements Link {
       const invalid = this.outbox.offer(packet)
       return invalid !== undefined ? Effect.fail(invalid) : Deferred.await(written)
     })
+  }
+
+  awaitWritten(): Effect.Effect<void, MqttError.MqttError> {
+    return Deferred.await(this.outbox.written)
   }
 
   lastSentAt(): number {

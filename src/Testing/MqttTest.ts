@@ -897,6 +897,20 @@ export const makeClient = (
         return whenConnected([], true, (established) => send(established, packetId))
       })
 
+    // As the real client: nothing is published when one message is invalid; then each in order.
+    const publishAll = (
+      inputs: Iterable<MqttClient.PublishInput>
+    ): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> =>
+      Effect.suspend(() => {
+        const all = Array.from(inputs)
+        for (const input of all) {
+          const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
+          const invalid = validatePublish(input.topic, payload, input.qos ?? 0, input.retain ?? false)
+          if (invalid !== undefined) return Effect.fail(invalid)
+        }
+        return Effect.forEach(all, publish)
+      })
+
     const subscribeAtBroker = (subscriptions: ReadonlyArray<Packet.Subscription>) =>
       Effect.suspend(() => {
         const current = link
@@ -1012,6 +1026,7 @@ export const makeClient = (
 
     return MqttClient.MqttClient.of({
       publish,
+      publishAll,
       subscribe: (filters, subscribeOptions) =>
         Stream.unwrap(Effect.map(subscription(filters, subscribeOptions), (s) => s.messages)),
       subscription,

@@ -399,6 +399,7 @@ const scriptedLink = (at: number) => {
       return undefined
     },
     send: () => Effect.void,
+    awaitWritten: () => Effect.void,
     disconnect: Effect.void,
     lastSentAt: () => state.lastSentAt,
     lastReceivedAt: () => state.lastReceivedAt,

@@ -14,6 +14,7 @@ export const idleLink = (sent?: Array<Connection.OutgoingPacket>): Connection.Li
     return undefined
   },
   send: (packet) => Effect.sync(() => void sent?.push(packet)),
+  awaitWritten: () => Effect.void,
   disconnect: Effect.void,
   lastSentAt: () => 0,
   lastReceivedAt: () => 0,

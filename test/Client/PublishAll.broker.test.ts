@@ -1,0 +1,145 @@
+/**
+ * `publishAll` against a real (in-process Aedes) broker: every message of a batch arrives, each topic's in order, at
+ * mixed QoS;
+ * a batch larger than the in-flight window goes out as acknowledgements free slots; an invalid message
+ * stops the whole batch before anything is sent; `onInflightFull: "fail"` fails the batch with `MaxMessagesInflight`
+ * and leaves what was started in flight, to complete. And `MqttTest`'s `publishAll` behaves the same for an invalid
+ * message.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Stream from "effect/Stream"
+import * as MqttClient from "../../src/Client/MqttClient.ts"
+import * as MqttTest from "../../src/Testing/MqttTest.ts"
+import * as Aedes from "../utils/Aedes.ts"
+
+/** `count` messages whose topic says their QoS (a broker keeps the order of a topic's messages of one QoS). */
+const messages = (prefix: string, count: number, qosOf: (i: number) => 0 | 1 | 2): Array<MqttClient.PublishInput> =>
+  Array.from({ length: count }, (_, i) => {
+    const qos = qosOf(i)
+    return { topic: `${prefix}/q${qos}`, payload: String(i), qos }
+  })
+
+/**
+ * Subscribes `client` to `filter` at QoS 2 and collects the next `count` messages as `topic payload`, grouped by
+ * topic in arrival order: the broker keeps the order of each topic [MQTT-4.6.0-6], not across topics.
+ */
+const collect = (client: MqttClient.MqttClient["Service"], filter: string, count: number) =>
+  Effect.gen(function*() {
+    const subscription = yield* client.subscription({ [filter]: 2 })
+    return yield* Effect.forkChild(
+      subscription.messages.pipe(
+        Stream.take(count),
+        Stream.map((m) => `${m.topic} ${new TextDecoder().decode(m.payload)}`),
+        Stream.runCollect,
+        Effect.map(byTopic),
+        Effect.timeout("20 seconds")
+      ),
+      { startImmediately: true }
+    )
+  })
+
+/** `topic payload` lines, stably grouped by topic. */
+const byTopic = (lines: Iterable<string>): Array<string> =>
+  Array.from(lines).map((line, i) => ({ line, i })).sort((a, b) =>
+    a.line.split(" ")[0]!.localeCompare(b.line.split(" ")[0]!) || a.i - b.i
+  ).map(({ line }) => line)
+
+const sent = (batch: ReadonlyArray<MqttClient.PublishInput>) => byTopic(batch.map((m) => `${m.topic} ${m.payload}`))
+
+describe("MqttClient.publishAll (Aedes)", () => {
+  it.live("sends every message in order at QoS 0, 1 and 2, and returns their packet ids", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "all-rx" })
+      const received = yield* collect(receiver, "all/#", 30)
+      const sender = yield* MqttClient.make({ url: broker.url, clientId: "all-tx" })
+      const batch = messages("all", 30, (i) => (i % 3) as 0 | 1 | 2)
+      const sentBefore = (yield* Metric.value(MqttClient.metrics.sent[2]!)).count
+      const events = yield* sender.events.pipe(
+        Stream.filter((e) => e._tag === "Published"),
+        Stream.take(30),
+        Stream.runCollect,
+        Effect.forkChild({ startImmediately: true })
+      )
+      const ids = yield* sender.publishAll(batch)
+      assert.deepStrictEqual(yield* Fiber.join(received), sent(batch))
+      assert.strictEqual(ids.length, 30)
+      ids.forEach((id, i) => {
+        if (i % 3 === 0) assert.isUndefined(id)
+        else assert.isTrue(typeof id === "number" && id >= 1 && id <= 65535, `packet id of message ${i}: ${id}`)
+      })
+      assert.strictEqual(yield* sender.pendingCount, 0)
+      // The metrics and the events count each message of the batch.
+      assert.strictEqual((yield* Metric.value(MqttClient.metrics.sent[2]!)).count - sentBefore, 10)
+      const published = Array.from(yield* Fiber.join(events))
+      assert.deepStrictEqual(published.map((e) => e._tag === "Published" ? e.packetId : -1), [...ids])
+      assert.deepStrictEqual(yield* sender.publishAll([]), [])
+    }))
+
+  it.live("a batch larger than the in-flight window is sent as acknowledgements free slots", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "window-rx" })
+      const received = yield* collect(receiver, "window/#", 60)
+      const sender = yield* MqttClient.make({ url: broker.url, clientId: "window-tx", maxInflight: 5 })
+      const batch = messages("window", 60, (i) => (i % 2 === 0 ? 1 : 2))
+      // A batch that stopped at the full window would never complete: bounded, so the test fails instead of hanging.
+      yield* sender.publishAll(batch).pipe(Effect.timeout("20 seconds"))
+      assert.deepStrictEqual(yield* Fiber.join(received), sent(batch))
+      assert.strictEqual(yield* sender.pendingCount, 0)
+    }))
+
+  it.live("nothing is sent when one message is invalid", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      let published = 0
+      broker.broker.on("publish", (_packet, client) => {
+        if (client?.id === "invalid-tx") published++
+      })
+      const sender = yield* MqttClient.make({ url: broker.url, clientId: "invalid-tx" })
+      const batch = messages("invalid", 10, () => 1)
+      const withWildcard = [...batch.slice(0, 5), { topic: "invalid/+", payload: "x", qos: 1 as const }, ...batch.slice(5)]
+      const error = yield* Effect.flip(sender.publishAll(withWildcard))
+      assert.strictEqual(error.reason._tag, "InvalidTopic")
+      const badQos = yield* Effect.flip(sender.publishAll([...batch, { topic: "invalid/q", payload: "x", qos: 3 as 0 }]))
+      assert.strictEqual(badQos.reason._tag, "BadQos")
+      // A valid message after the refusals: the broker sees it and nothing before it.
+      yield* sender.publish({ topic: "invalid/after", payload: "ok", qos: 1 })
+      assert.strictEqual(published, 1)
+    }))
+
+  it.live("onInflightFull: \"fail\": the batch fails with MaxMessagesInflight; what was started completes", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "full-rx" })
+      const received = yield* collect(receiver, "full/#", 3)
+      const sender = yield* MqttClient.make({
+        url: broker.url,
+        clientId: "full-tx",
+        maxInflight: 3,
+        onInflightFull: "fail"
+      })
+      const batch = messages("full", 5, () => 1)
+      const error = yield* Effect.flip(sender.publishAll(batch))
+      assert.strictEqual(error.reason._tag, "MaxMessagesInflight")
+      assert.deepStrictEqual(yield* Fiber.join(received), sent(batch.slice(0, 3)))
+    }))
+})
+
+describe("MqttTest publishAll", () => {
+  it.effect("nothing is published when one message is invalid; then each in order", () =>
+    Effect.gen(function*() {
+      const broker = yield* MqttTest.makeBroker()
+      const client = yield* MqttTest.makeClient(broker, { clientId: "test-all" })
+      const error = yield* Effect.flip(
+        client.publishAll([{ topic: "t/1", payload: "a" }, { topic: "t/#", payload: "b" }])
+      )
+      assert.strictEqual(error.reason._tag, "InvalidTopic")
+      yield* client.publishAll([{ topic: "t/1", payload: "a", qos: 1 }, { topic: "t/2", payload: "b" }])
+      const published = yield* broker.published
+      assert.deepStrictEqual(published.map((m) => m.topic), ["t/1", "t/2"])
+    }))
+})

@@ -1,0 +1,115 @@
+/**
+ * `Session.publishAll` over a link that only records what is sent, with the broker's acknowledgements fed by hand:
+ * the batch starts what the in-flight window allows, goes on as acknowledgements free slots, waits once for all; an
+ * interrupted batch leaves its flights in the session and no waiter behind; a batch the session drops fails.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import type * as Packet from "../../src/Codec/Packet.ts"
+import * as Session from "../../src/Client/Session.ts"
+import type * as SessionState from "../../src/Client/SessionState.ts"
+import type * as Connection from "../../src/Connection/Connection.ts"
+import * as MqttError from "../../src/Errors/MqttError.ts"
+import { idleLink } from "../utils/idleLink.ts"
+
+const request = (i: number, qos: Packet.QoS): SessionState.PublishRequest => ({
+  topic: `t/${i}`,
+  payload: new Uint8Array([i]),
+  qos,
+  retain: false
+})
+
+/** The packet ids of the PUBLISH packets sent so far, in order. */
+const publishedIds = (sent: ReadonlyArray<Connection.OutgoingPacket>) =>
+  sent.flatMap((p) => (p._tag === "Publish" ? [p.packetId ?? 0] : []))
+
+const puback = (packetId: number): Packet.ServerPacket => ({ _tag: "Puback", packetId })
+
+describe("Session.publishAll", () => {
+  it.effect("starts what the window allows, goes on as PUBACKs free slots, and completes once all are acknowledged", () =>
+    Effect.gen(function*() {
+      const sent: Array<Connection.OutgoingPacket> = []
+      const session = Session.make({ maxInflight: 2 })
+      yield* session.attach(idleLink(sent))
+      const batch = yield* Effect.forkChild(session.publishAll([0, 1, 2, 3, 4].map((i) => request(i, 1))), {
+        startImmediately: true
+      })
+      assert.deepStrictEqual(publishedIds(sent), [1, 2])
+      assert.isTrue(session.pending() > 0)
+      session.handle(puback(1))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3])
+      session.handle(puback(2))
+      session.handle(puback(3))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3, 4, 5])
+      assert.isUndefined(batch.pollUnsafe())
+      session.handle(puback(4))
+      session.handle(puback(5))
+      assert.deepStrictEqual(yield* Fiber.join(batch), [1, 2, 3, 4, 5])
+      assert.strictEqual(session.pending(), 0)
+    }))
+
+  it.effect("QoS 0 messages complete when written and keep their place among the others", () =>
+    Effect.gen(function*() {
+      const sent: Array<Connection.OutgoingPacket> = []
+      const session = Session.make()
+      yield* session.attach(idleLink(sent))
+      const batch = yield* Effect.forkChild(
+        session.publishAll([request(0, 0), request(1, 1), request(2, 0), request(3, 2)]),
+        { startImmediately: true }
+      )
+      assert.deepStrictEqual(sent.map((p) => (p._tag === "Publish" ? p.topic : p._tag)), ["t/0", "t/1", "t/2", "t/3"])
+      session.handle(puback(1))
+      session.acknowledge(session.handle({ _tag: "Pubrec", packetId: 2 }))
+      session.handle({ _tag: "Pubcomp", packetId: 2 })
+      assert.deepStrictEqual(yield* Fiber.join(batch), [undefined, 1, undefined, 2])
+    }))
+
+  it.effect("an interrupted batch leaves its flights in the session and no waiter: the next operation is unaffected", () =>
+    Effect.gen(function*() {
+      const sent: Array<Connection.OutgoingPacket> = []
+      const session = Session.make({ maxInflight: 2 })
+      yield* session.attach(idleLink(sent))
+      const batch = yield* Effect.forkChild(session.publishAll([0, 1, 2, 3].map((i) => request(i, 1))), {
+        startImmediately: true
+      })
+      yield* Fiber.interrupt(batch)
+      // The two started flights are still in the session and complete; the two not started never are.
+      assert.deepStrictEqual(publishedIds(sent), [1, 2])
+      session.handle(puback(1))
+      session.handle(puback(2))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2])
+      assert.strictEqual(session.pending(), 0)
+      // A publish after it is completed by its own acknowledgement.
+      const next = yield* Effect.forkChild(session.publish(request(9, 1)), { startImmediately: true })
+      const id = publishedIds(sent)[2]!
+      session.handle(puback(id))
+      assert.strictEqual(yield* Fiber.join(next), id)
+    }))
+
+  it.effect("a batch whose flights the session drops fails with the error", () =>
+    Effect.gen(function*() {
+      const session = Session.make()
+      yield* session.attach(idleLink())
+      const batch = yield* Effect.forkChild(session.publishAll([request(0, 1), request(1, 2)]), {
+        startImmediately: true
+      })
+      const error = MqttError.make(new MqttError.Disconnected({ operation: "test" }))
+      yield* session.dropAll(error)
+      const exit = yield* Fiber.await(batch)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(session.pending(), 0)
+    }))
+
+  it.effect("an invalid request fails the batch before anything is sent", () =>
+    Effect.gen(function*() {
+      const sent: Array<Connection.OutgoingPacket> = []
+      const session = Session.make()
+      yield* session.attach(idleLink(sent))
+      const error = yield* Effect.flip(session.publishAll([request(0, 1), { ...request(1, 1), topic: "t/#" }]))
+      assert.strictEqual(error.reason._tag, "InvalidTopic")
+      assert.deepStrictEqual(sent, [])
+      assert.strictEqual(session.pending(), 0)
+    }))
+})
