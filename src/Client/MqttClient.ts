@@ -215,6 +215,9 @@ export class MqttClient extends Context.Service<MqttClient, {
    * complete (as `publish`), and fails with the first error. One wait for the whole batch instead of one per message:
    * the way to publish a stream's chunks (`Stream.runForEachArray(stream, client.publishAll)`). Returns the packet
    * ids (`undefined` for QoS 0).
+   *
+   * **Gotchas**: the batch is held, and its QoS 0 messages queued for writing, all at once (the in-flight window
+   * bounds only QoS 1 and 2): pass chunks of a stream, not the whole of it.
    */
   readonly publishAll: (
     inputs: Iterable<PublishInput>
