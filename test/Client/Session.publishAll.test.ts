@@ -1,7 +1,8 @@
 /**
  * `Session.publishAll` over a link that only records what is sent, with the broker's acknowledgements fed by hand:
- * the batch starts what the in-flight window allows, goes on as acknowledgements free slots, waits once for all; an
- * interrupted batch leaves its flights in the session and no waiter behind; a batch the session drops fails.
+ * the batch starts what the in-flight window allows, goes on as acknowledgements free slots, waits once for all;
+ * offline it is queued and completes on the next link; an interrupted batch leaves its flights in the session and no
+ * waiter behind; a batch the session drops fails.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -64,6 +65,22 @@ describe("Session.publishAll", () => {
       session.acknowledge(session.handle({ _tag: "Pubrec", packetId: 2 }))
       session.handle({ _tag: "Pubcomp", packetId: 2 })
       assert.deepStrictEqual(yield* Fiber.join(batch), [undefined, 1, undefined, 2])
+    }))
+
+  it.effect("offline, the batch is queued in order and completes once sent and acknowledged on the next link", () =>
+    Effect.gen(function*() {
+      const sent: Array<Connection.OutgoingPacket> = []
+      const session = Session.make({ bufferQos0: true })
+      const batch = yield* Effect.forkChild(session.publishAll([request(0, 1), request(1, 0), request(2, 2)]), {
+        startImmediately: true
+      })
+      assert.isUndefined(batch.pollUnsafe())
+      yield* session.attach(idleLink(sent))
+      assert.deepStrictEqual(sent.map((p) => (p._tag === "Publish" ? p.topic : p._tag)), ["t/0", "t/1", "t/2"])
+      session.handle(puback(1))
+      session.acknowledge(session.handle({ _tag: "Pubrec", packetId: 2 }))
+      session.handle({ _tag: "Pubcomp", packetId: 2 })
+      assert.deepStrictEqual(yield* Fiber.join(batch), [1, undefined, 2])
     }))
 
   it.effect("an interrupted batch leaves its flights in the session and no waiter: the next operation is unaffected", () =>
