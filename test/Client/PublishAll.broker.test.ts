@@ -3,8 +3,9 @@
  * mixed QoS;
  * a batch larger than the in-flight window goes out as acknowledgements free slots; an invalid message
  * stops the whole batch before anything is sent; `onInflightFull: "fail"` fails the batch with `MaxMessagesInflight`
- * and leaves what was started in flight, to complete. And `MqttTest`'s `publishAll` behaves the same for an invalid
- * message.
+ * and leaves what was started in flight, to complete. Against Mosquitto through a fault proxy, a QoS 2 batch whose
+ * connection is cut in the middle completes on the next one, each message delivered once. And `MqttTest`'s
+ * `publishAll` behaves the same for an invalid message.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -12,8 +13,13 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as MqttClient from "../../src/Client/MqttClient.ts"
+import * as Schedule from "effect/Schedule"
 import * as MqttTest from "../../src/Testing/MqttTest.ts"
 import * as Aedes from "../utils/Aedes.ts"
+import { bounded, clientId, options, record, text, topicRoot } from "../utils/clients.ts"
+import * as FaultProxy from "../utils/FaultProxy.ts"
+import * as Mosquitto from "../utils/Mosquitto.ts"
+import { describeMosquitto } from "../utils/suites.ts"
 
 /** `count` messages whose topic says their QoS (a broker keeps the order of a topic's messages of one QoS). */
 const messages = (prefix: string, count: number, qosOf: (i: number) => 0 | 1 | 2): Array<MqttClient.PublishInput> =>
@@ -141,5 +147,33 @@ describe("MqttTest publishAll", () => {
       yield* client.publishAll([{ topic: "t/1", payload: "a", qos: 1 }, { topic: "t/2", payload: "b" }])
       const published = yield* broker.published
       assert.deepStrictEqual(published.map((m) => m.topic), ["t/1", "t/2"])
+    }))
+})
+
+const fast = { reconnect: Schedule.spaced("20 millis"), keepalive: 1, pingTimeout: "1 second" } as const
+
+describeMosquitto("MqttClient.publishAll through a cut connection (Mosquitto, FaultProxy)", () => {
+  it.live("a QoS 2 batch cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
+    Effect.gen(function*() {
+      const broker = yield* Mosquitto.start()
+      const proxy = yield* FaultProxy.make({ targetPort: broker.port })
+      const root = topicRoot("batch")
+      const receiver = yield* MqttClient.make(options(broker.url, { clientId: clientId("rx") }))
+      const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
+      const received = yield* record(subscription.messages)
+      const sender = yield* MqttClient.make(
+        options(proxy.url, { ...fast, clientId: clientId("tx"), cleanSession: false, maxInflight: 20 })
+      )
+      const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
+      const batch = messages(root, 50, () => 2)
+      const ids = yield* bounded(sender.publishAll(batch), "the batch to complete after the cut")
+      yield* cut.awaitFired()
+      assert.strictEqual(ids.length, 50)
+      // One more message on the same topic after the batch: the broker keeps a topic's order, so when it arrives
+      // every copy of the batch's messages has arrived before it.
+      yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
+      const all = yield* received.waitForCount(51)
+      assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])
+      assert.isTrue(proxy.stats.accepted >= 2, "the sender reconnected")
     }))
 })
