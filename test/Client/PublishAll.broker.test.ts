@@ -13,10 +13,9 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as MqttClient from "../../src/Client/MqttClient.ts"
-import * as Schedule from "effect/Schedule"
 import * as MqttTest from "../../src/Testing/MqttTest.ts"
 import * as Aedes from "../utils/Aedes.ts"
-import { bounded, clientId, options, record, text, topicRoot } from "../utils/clients.ts"
+import { bounded, clientId, fastRecovery, options, record, text, topicRoot } from "../utils/clients.ts"
 import * as FaultProxy from "../utils/FaultProxy.ts"
 import * as Mosquitto from "../utils/Mosquitto.ts"
 import { describeMosquitto } from "../utils/suites.ts"
@@ -150,8 +149,6 @@ describe("MqttTest publishAll", () => {
     }))
 })
 
-const fast = { reconnect: Schedule.spaced("20 millis"), keepalive: 1, pingTimeout: "1 second" } as const
-
 describeMosquitto("MqttClient.publishAll through a cut connection (Mosquitto, FaultProxy)", () => {
   it.live("a QoS 2 batch cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
     Effect.gen(function*() {
@@ -162,7 +159,7 @@ describeMosquitto("MqttClient.publishAll through a cut connection (Mosquitto, Fa
       const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
       const received = yield* record(subscription.messages)
       const sender = yield* MqttClient.make(
-        options(proxy.url, { ...fast, clientId: clientId("tx"), cleanSession: false, maxInflight: 20 })
+        options(proxy.url, { ...fastRecovery, clientId: clientId("tx"), cleanSession: false, maxInflight: 20 })
       )
       const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
       const batch = messages(root, 50, () => 2)

@@ -9,11 +9,10 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as Packet from "../../src/Codec/Packet.ts"
 import * as MqttClient from "../../src/Client/MqttClient.ts"
-import { bounded, clientId, options, record, text, topicRoot, waitUntil } from "../utils/clients.ts"
+import { bounded, clientId, fastRecovery, options, record, text, topicRoot, waitUntil } from "../utils/clients.ts"
 import * as FaultProxy from "../utils/FaultProxy.ts"
 import { encode } from "../utils/HostileBroker.ts"
 import * as Mosquitto from "../utils/Mosquitto.ts"
@@ -326,8 +325,6 @@ describe("FaultProxy on raw TCP", () => {
 // With MQTT
 // ---------------------------------------------------------------------------------------------------------------------
 
-const fast = { reconnect: Schedule.spaced("20 millis"), keepalive: 1, pingTimeout: "1 second" } as const
-
 describeMosquitto("FaultProxy with an MQTT client and Mosquitto", () => {
   it.live("fragmented both ways: a QoS 2 round trip of a 2 KiB message still works", () =>
     Effect.gen(function*() {
@@ -355,7 +352,7 @@ describeMosquitto("FaultProxy with an MQTT client and Mosquitto", () => {
       const broker = yield* Mosquitto.start()
       const proxy = yield* FaultProxy.make({ targetPort: broker.port })
       const client = yield* MqttClient.make(
-        options(proxy.url, { ...fast, clientId: clientId("drop"), cleanSession: false })
+        options(proxy.url, { ...fastRecovery, clientId: clientId("drop"), cleanSession: false })
       )
       const dropped = yield* proxy.dropNext("toClient", FaultProxy.packet("Puback"))
       const topic = `${topicRoot("drop")}/t`
@@ -375,7 +372,7 @@ describeMosquitto("FaultProxy with an MQTT client and Mosquitto", () => {
       const broker = yield* Mosquitto.start()
       const proxy = yield* FaultProxy.make({ targetPort: broker.port })
       const client = yield* MqttClient.make(
-        options(proxy.url, { ...fast, clientId: clientId("rec"), cleanSession: false })
+        options(proxy.url, { ...fastRecovery, clientId: clientId("rec"), cleanSession: false })
       )
       const topic = `${topicRoot("rec")}/t`
       const subscription = yield* client.subscription(topic, { qos: 2 })

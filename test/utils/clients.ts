@@ -11,6 +11,7 @@ import { assert } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -22,6 +23,9 @@ import type * as MqttClient from "../../src/Client/MqttClient.ts"
 import type * as MqttError from "../../src/Errors/MqttError.ts"
 import { withLiveClock } from "./live.ts"
 import * as Loopback from "./loopback.ts"
+
+/** Options that reconnect at once and notice a dead connection within about a second (fault-injection tests). */
+export const fastRecovery = { reconnect: Schedule.spaced("20 millis"), keepalive: 1, pingTimeout: "1 second" } as const
 
 /** Client options for tests: bounded connect, no reconnect unless asked, quick graceful close. */
 export const options = (url: string, overrides: Partial<MqttClient.Options> = {}): MqttClient.Options => ({
