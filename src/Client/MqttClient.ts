@@ -260,6 +260,31 @@ export class MqttClient extends Context.Service<MqttClient, {
 
 const encoder = new TextEncoder()
 
+const notAnInput = (field: string, value: unknown, detail: string) =>
+  MqttError.make(new MqttError.BadStructure({ field, value: typeof value, detail }))
+
+/**
+ * `publishAll`'s inputs as session requests (strings encoded as UTF-8), or the error for an argument that is not an
+ * iterable of objects: the rest of each message is checked by the session, before anything is sent. Shared by every
+ * implementation of the service.
+ *
+ * @since 0.1.0
+ */
+export const toPublishRequests = (
+  inputs: Iterable<PublishInput>
+): Array<SessionState.PublishRequest> | MqttError.MqttError => {
+  if (inputs === null || typeof inputs !== "object" || typeof inputs[Symbol.iterator] !== "function") {
+    return notAnInput("inputs", inputs, "must be an iterable of messages")
+  }
+  const requests: Array<SessionState.PublishRequest> = []
+  for (const input of inputs) {
+    if (input === null || typeof input !== "object") return notAnInput("message", input, "must be an object")
+    const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
+    requests.push({ topic: input.topic, payload, qos: input.qos ?? 0, retain: input.retain ?? false })
+  }
+  return requests
+}
+
 /**
  * The subscriptions a `Filters` argument asks for, one per filter at the highest QoS given for it (filters given
  * without a QoS get `qos`). Shared by every implementation of the service.
@@ -511,12 +536,16 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
   }
 
   publishAll(inputs: Iterable<PublishInput>): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> {
-    if (this.closing) return Effect.fail(closedError("publish"))
-    const requests: Array<SessionState.PublishRequest> = []
-    for (const input of inputs) {
-      const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
-      requests.push({ topic: input.topic, payload, qos: input.qos ?? 0, retain: input.retain ?? false })
-    }
+    return Effect.suspend(() => {
+      if (this.closing) return Effect.fail(closedError("publish"))
+      const requests = toPublishRequests(inputs)
+      return Array.isArray(requests) ? this.#publishAll(requests) : Effect.fail(requests as MqttError.MqttError)
+    })
+  }
+
+  #publishAll(
+    requests: ReadonlyArray<SessionState.PublishRequest>
+  ): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> {
     const published = Effect.map(this.session.publishAll(requests), (packetIds) => {
       // One metric update per QoS for the batch.
       const sent = [0, 0, 0]

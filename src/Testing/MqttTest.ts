@@ -902,13 +902,13 @@ export const makeClient = (
       inputs: Iterable<MqttClient.PublishInput>
     ): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> =>
       Effect.suspend(() => {
-        const all = Array.from(inputs)
-        for (const input of all) {
-          const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
-          const invalid = validatePublish(input.topic, payload, input.qos ?? 0, input.retain ?? false)
+        const requests = MqttClient.toPublishRequests(inputs)
+        if (!Array.isArray(requests)) return Effect.fail(requests as MqttError.MqttError)
+        for (const { topic, payload, qos, retain } of requests) {
+          const invalid = validatePublish(topic, payload, qos, retain)
           if (invalid !== undefined) return Effect.fail(invalid)
         }
-        return Effect.forEach(all, publish)
+        return Effect.forEach(requests, publish)
       })
 
     const subscribeAtBroker = (subscriptions: ReadonlyArray<Packet.Subscription>) =>

@@ -111,6 +111,11 @@ describe("MqttClient.publishAll (Aedes)", () => {
       assert.strictEqual(error.reason._tag, "InvalidTopic")
       const badQos = yield* Effect.flip(sender.publishAll([...batch, { topic: "invalid/q", payload: "x", qos: 3 as 0 }]))
       assert.strictEqual(badQos.reason._tag, "BadQos")
+      // Not messages at all: typed errors, not exceptions.
+      for (const notMessages of [null, 42, "abc", [null], [{ topic: "invalid/p", payload: 42 }]]) {
+        const bad = yield* Effect.flip(sender.publishAll(notMessages as unknown as Array<MqttClient.PublishInput>))
+        assert.strictEqual(bad.reason._tag, "BadStructure", JSON.stringify(notMessages))
+      }
       // A valid message after the refusals: the broker sees it and nothing before it.
       yield* sender.publish({ topic: "invalid/after", payload: "ok", qos: 1 })
       assert.strictEqual(published, 1)
@@ -143,6 +148,10 @@ describe("MqttTest publishAll", () => {
         client.publishAll([{ topic: "t/1", payload: "a" }, { topic: "t/#", payload: "b" }])
       )
       assert.strictEqual(error.reason._tag, "InvalidTopic")
+      for (const notMessages of [null, [null], [{ topic: "t/3", payload: 42 }]]) {
+        const bad = yield* Effect.flip(client.publishAll(notMessages as unknown as Array<MqttClient.PublishInput>))
+        assert.strictEqual(bad.reason._tag, "BadStructure", JSON.stringify(notMessages))
+      }
       yield* client.publishAll([{ topic: "t/1", payload: "a", qos: 1 }, { topic: "t/2", payload: "b" }])
       const published = yield* broker.published
       assert.deepStrictEqual(published.map((m) => m.topic), ["t/1", "t/2"])
