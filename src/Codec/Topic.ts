@@ -105,6 +105,25 @@ export const validateString = (field: string, value: string): MqttError.MqttErro
  * @since 0.1.0
  */
 export const validateTopicName = (topic: string, field: string = "topic name"): MqttError.MqttError | undefined => {
+  if (validTopicNames.has(topic)) return undefined
+  const fault = topicNameFault(topic, field)
+  if (fault === undefined) {
+    if (validTopicNames.size >= VALID_TOPIC_NAMES_LIMIT) validTopicNames.clear()
+    validTopicNames.add(topic)
+  }
+  return fault
+}
+
+/**
+ * Topic names found valid lately: a publisher repeats a few topics, and each is checked twice per message (when the
+ * publish starts and when it is encoded). A name is valid or not whatever `field` says, so the set is shared.
+ */
+const validTopicNames = new Set<string>()
+
+/** Names remembered at most; past it the set starts over (a publisher of ever new topics). */
+const VALID_TOPIC_NAMES_LIMIT = 256
+
+const topicNameFault = (topic: string, field: string): MqttError.MqttError | undefined => {
   if (topic.length === 0) {
     // [MQTT-4.7.3-1]
     return invalidTopic(topic, "topicName", "a topic name must be at least one character long [MQTT-4.7.3-1]")

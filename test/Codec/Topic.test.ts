@@ -177,6 +177,17 @@ describe("Topic.utf8Length", () => {
 // ---------------------------------------------------------------------------------------------------------------------
 
 describe("Topic.validateTopicName", () => {
+  it("a name found valid is remembered; any other name is still checked, however many were remembered", () => {
+    assert.isUndefined(Topic.validateTopicName("a/b"))
+    assert.isUndefined(Topic.validateTopicName("a/b"))
+    expectInvalidTopic(Topic.validateTopicName("a/+"), "topicName")
+    for (let i = 0; i < 300; i++) assert.isUndefined(Topic.validateTopicName(`remembered/${i}`))
+    expectInvalidTopic(Topic.validateTopicName("remembered/#"), "topicName")
+    expectInvalidTopic(Topic.validateTopicName(""), "topicName")
+    expectReason(Topic.validateTopicName("remembered/\u0000"), "TopicnameTruncated", -7)
+    assert.isUndefined(Topic.validateTopicName("a/b"))
+  })
+
   const valid = [
     "a",
     "/",
