@@ -96,11 +96,20 @@ export const validateString = (field: string, value: string): MqttError.MqttErro
   (SUSPECT_STRING.test(value) ? characterFault(field, value) : undefined) ?? lengthFault(field, value)
 
 /**
+ * Topic names found valid lately: a publisher repeats a few topics, and each is checked twice per message (when the
+ * publish starts and when it is encoded). A name is valid or not whatever `field` says, so the set is shared.
+ */
+const validTopicNames = new Set<string>()
+
+/** Names remembered at most; past it the set starts over (a publisher of ever new topics). */
+const VALID_TOPIC_NAMES_LIMIT = 256
+
+/**
  * Checks a topic name for a PUBLISH or a will: the string rules, not empty, no `+` or `#`.
  *
  * **Details**: empty fails with `InvalidTopic` [MQTT-4.7.3-1], a wildcard with `InvalidTopic` [MQTT-3.3.2-2]
  * [MQTT-4.7.1-1]; the string rules (checked first) fail as in `validateString`, naming `field` ("topic name" unless
- * given).
+ * given). Up to 256 names found valid are remembered and not checked again.
  *
  * @since 0.1.0
  */
@@ -113,15 +122,6 @@ export const validateTopicName = (topic: string, field: string = "topic name"): 
   }
   return fault
 }
-
-/**
- * Topic names found valid lately: a publisher repeats a few topics, and each is checked twice per message (when the
- * publish starts and when it is encoded). A name is valid or not whatever `field` says, so the set is shared.
- */
-const validTopicNames = new Set<string>()
-
-/** Names remembered at most; past it the set starts over (a publisher of ever new topics). */
-const VALID_TOPIC_NAMES_LIMIT = 256
 
 const topicNameFault = (topic: string, field: string): MqttError.MqttError | undefined => {
   if (topic.length === 0) {
