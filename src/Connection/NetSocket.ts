@@ -44,15 +44,14 @@ export interface DirectWriter {
   readonly onDrained: (callback: (error: Socket.SocketError | undefined) => void) => () => void
 }
 
-const DirectWriterKey = "effect-mqtt/DirectWriter"
-
 /**
- * The synchronous writer of a writer made by this module, or `undefined` for any other transport.
+ * The synchronous writer of a writer made by this module (the socket itself, see `NetSocketImpl`), or `undefined`
+ * for any other transport.
  *
  * @since 0.1.0
  */
 export const directWriter = (writer: Socket.Writer): DirectWriter | undefined =>
-  (writer as { readonly [DirectWriterKey]?: DirectWriter })[DirectWriterKey]
+  (writer as unknown) instanceof NetSocketImpl ? (writer as unknown as NetSocketImpl) : undefined
 
 /**
  * Where to dial.
@@ -284,7 +283,6 @@ class NetSocketImpl implements DirectWriter, Socket.Socket {
   current: Connection | undefined = undefined
   /** The socket being dialed, until it connects or fails. */
   dialing: Net.Socket | undefined = undefined
-  readonly [DirectWriterKey]: DirectWriter = this
 
   constructor(options: DialOptions) {
     this.options = options
