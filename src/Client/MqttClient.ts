@@ -272,17 +272,17 @@ const notAnInput = (field: string, value: unknown, detail: string) =>
  */
 export const toPublishRequests = (
   inputs: Iterable<PublishInput>
-): Array<SessionState.PublishRequest> | MqttError.MqttError => {
+): Result.Result<Array<SessionState.PublishRequest>, MqttError.MqttError> => {
   if (inputs === null || typeof inputs !== "object" || typeof inputs[Symbol.iterator] !== "function") {
-    return notAnInput("inputs", inputs, "must be an iterable of messages")
+    return Result.fail(notAnInput("inputs", inputs, "must be an iterable of messages"))
   }
   const requests: Array<SessionState.PublishRequest> = []
   for (const input of inputs) {
-    if (input === null || typeof input !== "object") return notAnInput("message", input, "must be an object")
+    if (input === null || typeof input !== "object") return Result.fail(notAnInput("message", input, "must be an object"))
     const payload = typeof input.payload === "string" ? encoder.encode(input.payload) : input.payload
     requests.push({ topic: input.topic, payload, qos: input.qos ?? 0, retain: input.retain ?? false })
   }
-  return requests
+  return Result.succeed(requests)
 }
 
 /**
@@ -539,7 +539,7 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
     return Effect.suspend(() => {
       if (this.closing) return Effect.fail(closedError("publish"))
       const requests = toPublishRequests(inputs)
-      return Array.isArray(requests) ? this.#publishAll(requests) : Effect.fail(requests as MqttError.MqttError)
+      return Result.isSuccess(requests) ? this.#publishAll(requests.success) : Effect.fail(requests.failure)
     })
   }
 

@@ -32,6 +32,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -903,12 +904,12 @@ export const makeClient = (
     ): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> =>
       Effect.suspend(() => {
         const requests = MqttClient.toPublishRequests(inputs)
-        if (!Array.isArray(requests)) return Effect.fail(requests as MqttError.MqttError)
-        for (const { topic, payload, qos, retain } of requests) {
+        if (Result.isFailure(requests)) return Effect.fail(requests.failure)
+        for (const { topic, payload, qos, retain } of requests.success) {
           const invalid = validatePublish(topic, payload, qos, retain)
           if (invalid !== undefined) return Effect.fail(invalid)
         }
-        return Effect.forEach(requests, publish)
+        return Effect.forEach(requests.success, publish)
       })
 
     const subscribeAtBroker = (subscriptions: ReadonlyArray<Packet.Subscription>) =>
