@@ -28,15 +28,34 @@ const publishedIds = (sent: ReadonlyArray<Connection.OutgoingPacket>) =>
 
 const puback = (packetId: number): Packet.ServerPacket => ({ _tag: "Puback", packetId })
 
+/** What was sent so far, PUBLISH packets by topic, the others by name. */
+const sentTopics = (sent: ReadonlyArray<Connection.OutgoingPacket>) =>
+  sent.map((p) => (p._tag === "Publish" ? p.topic : p._tag))
+
+/** The broker's side of a QoS 2 publish: PUBREC (the session answers PUBREL), then PUBCOMP. */
+const completeQos2 = (session: Session.Session["Service"], packetId: number) => {
+  session.acknowledge(session.handle({ _tag: "Pubrec", packetId }))
+  session.handle({ _tag: "Pubcomp", packetId })
+}
+
+/** A session with `options`, attached to a link that records what is sent. */
+const attached = (options?: Session.Options) =>
+  Effect.gen(function*() {
+    const sent: Array<Connection.OutgoingPacket> = []
+    const session = Session.make(options)
+    yield* session.attach(idleLink(sent))
+    return { session, sent }
+  })
+
+/** `publishAll(requests)` started at once in a child fiber. */
+const startBatch = (session: Session.Session["Service"], requests: ReadonlyArray<SessionState.PublishRequest>) =>
+  Effect.forkChild(session.publishAll(requests), { startImmediately: true })
+
 describe("Session.publishAll", () => {
   it.effect("starts what the window allows, goes on as PUBACKs free slots, and completes once all are acknowledged", () =>
     Effect.gen(function*() {
-      const sent: Array<Connection.OutgoingPacket> = []
-      const session = Session.make({ maxInflight: 2 })
-      yield* session.attach(idleLink(sent))
-      const batch = yield* Effect.forkChild(session.publishAll([0, 1, 2, 3, 4].map((i) => request(i, 1))), {
-        startImmediately: true
-      })
+      const { session, sent } = yield* attached({ maxInflight: 2 })
+      const batch = yield* startBatch(session, [0, 1, 2, 3, 4].map((i) => request(i, 1)))
       assert.deepStrictEqual(publishedIds(sent), [1, 2])
       assert.isTrue(session.pending() > 0)
       session.handle(puback(1))
@@ -53,17 +72,11 @@ describe("Session.publishAll", () => {
 
   it.effect("QoS 0 messages complete when written and keep their place among the others", () =>
     Effect.gen(function*() {
-      const sent: Array<Connection.OutgoingPacket> = []
-      const session = Session.make()
-      yield* session.attach(idleLink(sent))
-      const batch = yield* Effect.forkChild(
-        session.publishAll([request(0, 0), request(1, 1), request(2, 0), request(3, 2)]),
-        { startImmediately: true }
-      )
-      assert.deepStrictEqual(sent.map((p) => (p._tag === "Publish" ? p.topic : p._tag)), ["t/0", "t/1", "t/2", "t/3"])
+      const { session, sent } = yield* attached()
+      const batch = yield* startBatch(session, [request(0, 0), request(1, 1), request(2, 0), request(3, 2)])
+      assert.deepStrictEqual(sentTopics(sent), ["t/0", "t/1", "t/2", "t/3"])
       session.handle(puback(1))
-      session.acknowledge(session.handle({ _tag: "Pubrec", packetId: 2 }))
-      session.handle({ _tag: "Pubcomp", packetId: 2 })
+      completeQos2(session, 2)
       assert.deepStrictEqual(yield* Fiber.join(batch), [undefined, 1, undefined, 2])
     }))
 
@@ -71,26 +84,19 @@ describe("Session.publishAll", () => {
     Effect.gen(function*() {
       const sent: Array<Connection.OutgoingPacket> = []
       const session = Session.make({ bufferQos0: true })
-      const batch = yield* Effect.forkChild(session.publishAll([request(0, 1), request(1, 0), request(2, 2)]), {
-        startImmediately: true
-      })
+      const batch = yield* startBatch(session, [request(0, 1), request(1, 0), request(2, 2)])
       assert.isUndefined(batch.pollUnsafe())
       yield* session.attach(idleLink(sent))
-      assert.deepStrictEqual(sent.map((p) => (p._tag === "Publish" ? p.topic : p._tag)), ["t/0", "t/1", "t/2"])
+      assert.deepStrictEqual(sentTopics(sent), ["t/0", "t/1", "t/2"])
       session.handle(puback(1))
-      session.acknowledge(session.handle({ _tag: "Pubrec", packetId: 2 }))
-      session.handle({ _tag: "Pubcomp", packetId: 2 })
+      completeQos2(session, 2)
       assert.deepStrictEqual(yield* Fiber.join(batch), [1, undefined, 2])
     }))
 
   it.effect("an interrupted batch leaves its flights in the session and no waiter: the next operation is unaffected", () =>
     Effect.gen(function*() {
-      const sent: Array<Connection.OutgoingPacket> = []
-      const session = Session.make({ maxInflight: 2 })
-      yield* session.attach(idleLink(sent))
-      const batch = yield* Effect.forkChild(session.publishAll([0, 1, 2, 3].map((i) => request(i, 1))), {
-        startImmediately: true
-      })
+      const { session, sent } = yield* attached({ maxInflight: 2 })
+      const batch = yield* startBatch(session, [0, 1, 2, 3].map((i) => request(i, 1)))
       yield* Fiber.interrupt(batch)
       // The two started flights are still in the session and complete; the two not started never are.
       assert.deepStrictEqual(publishedIds(sent), [1, 2])
@@ -107,11 +113,8 @@ describe("Session.publishAll", () => {
 
   it.effect("a batch whose flights the session drops fails with the error", () =>
     Effect.gen(function*() {
-      const session = Session.make()
-      yield* session.attach(idleLink())
-      const batch = yield* Effect.forkChild(session.publishAll([request(0, 1), request(1, 2)]), {
-        startImmediately: true
-      })
+      const { session } = yield* attached()
+      const batch = yield* startBatch(session, [request(0, 1), request(1, 2)])
       const error = MqttError.make(new MqttError.Disconnected({ operation: "test" }))
       yield* session.dropAll(error)
       const exit = yield* Fiber.await(batch)
@@ -121,9 +124,7 @@ describe("Session.publishAll", () => {
 
   it.effect("an invalid request fails the batch before anything is sent", () =>
     Effect.gen(function*() {
-      const sent: Array<Connection.OutgoingPacket> = []
-      const session = Session.make()
-      yield* session.attach(idleLink(sent))
+      const { session, sent } = yield* attached()
       const error = yield* Effect.flip(session.publishAll([request(0, 1), { ...request(1, 1), topic: "t/#" }]))
       assert.strictEqual(error.reason._tag, "InvalidTopic")
       assert.deepStrictEqual(sent, [])
