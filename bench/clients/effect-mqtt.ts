@@ -4,7 +4,8 @@
  * by `Stream.runForEach` in a forked fiber (or `Stream.runForEachArray` with BENCH_EFFECT_CONSUMER=array), and "N in
  * flight" as N fibers that each publish, await the completion (written / PUBACK / PUBCOMP), and publish the next
  * (or, with BENCH_EFFECT_PUBLISH=batch, N / 25 fibers that each `publishAll` 25 messages at a time and await them
- * together: BENCH_EFFECT_BATCH sets the 25).
+ * together: BENCH_EFFECT_BATCH sets the 25; or, with BENCH_EFFECT_PUBLISH=sink, one stream of all the messages in
+ * chunks of BENCH_EFFECT_BATCH run into `publishSink`, the publisher's `maxInflight` set to N).
  * Every workload is one `Effect.runPromise` of a scoped program: closing the scope disconnects every client.
  */
 import * as Effect from "effect/Effect"
@@ -15,7 +16,10 @@ import type { ConnectionsParams, LatencyParams, ThroughputParams } from "../scen
 import { type Driver, type Target, topics } from "./driver.ts"
 
 const consumeArrays = process.env.BENCH_EFFECT_CONSUMER === "array"
-const batchSize = process.env.BENCH_EFFECT_PUBLISH === "batch" ? Math.max(1, Number(process.env.BENCH_EFFECT_BATCH ?? 25)) : 0
+const publishVariant = process.env.BENCH_EFFECT_PUBLISH
+const chunkSize = Math.max(1, Number(process.env.BENCH_EFFECT_BATCH ?? 25))
+const batchSize = publishVariant === "batch" ? chunkSize : 0
+const sink = publishVariant === "sink"
 
 const options = (target: Target, id: string): MqttClient.Options => ({
   url: target.url,
@@ -46,7 +50,9 @@ const throughput = (target: Target, params: ThroughputParams, meter: Meter): Pro
       const subscription = yield* receiver.subscription({ [filter]: params.qos })
       yield* Effect.forkScoped(count(subscription.messages, meter))
     }
-    const publisher = yield* MqttClient.make(options(target, "p"))
+    const publisher = yield* MqttClient.make(
+      sink ? { ...options(target, "p"), maxInflight: params.window } : options(target, "p")
+    )
     const message: MqttClient.PublishInput = { topic, payload: makePayload(params.payloadSize), qos: params.qos }
     let remaining = params.count
     // One of `window` fibers: publish, await its completion, publish the next, until all are issued.
@@ -74,7 +80,13 @@ const throughput = (target: Target, params: ThroughputParams, meter: Meter): Pro
       }
     })
     meter.begin()
-    if (batchSize > 0) {
+    if (sink) {
+      meter.published = yield* Stream.fromIterable(range(params.count)).pipe(
+        Stream.rechunk(chunkSize),
+        Stream.map(() => message),
+        Stream.run(publisher.publishSink)
+      )
+    } else if (batchSize > 0) {
       const fibers = Math.max(1, Math.floor(params.window / batchSize))
       yield* Effect.forEach(range(fibers), () => batchWorker, { concurrency: "unbounded", discard: true })
     } else {

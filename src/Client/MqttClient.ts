@@ -28,6 +28,7 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
 import type * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -222,6 +223,15 @@ export class MqttClient extends Context.Service<MqttClient, {
   readonly publishAll: (
     inputs: Iterable<PublishInput>
   ) => Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError>
+  /**
+   * Publishes a stream's messages in order: `Stream.run(messages, client.publishSink)`. Each chunk is started as the
+   * in-flight window allows without waiting for the chunks before it to complete, so the window stays full for the
+   * whole stream, and the stream is pulled as slots free up (QoS 0 chunks once written). Completes with the number of
+   * messages once every one has completed (as `publish`). Nothing of a chunk is sent when one of its messages is
+   * invalid; fails with the first error, and the messages already started stay in the session (they are still
+   * delivered, as an interrupted `publish`'s are). With a session store each message completes before the next.
+   */
+  readonly publishSink: Sink.Sink<number, PublishInput, never, MqttError.MqttError>
   /**
    * Subscribes while the returned stream runs: SUBSCRIBE when it starts, UNSUBSCRIBE when the last stream on a
    * filter ends (with a clean session; see `unsubscribeOnEnd`). A filter the broker refuses (SUBACK 0x80) fails the
@@ -568,6 +578,45 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
     )
   }
 
+  get publishSink(): Sink.Sink<number, PublishInput, never, MqttError.MqttError> {
+    return Sink.unwrap(Effect.suspend(() => {
+      let count = 0
+      // Metrics are updated once per chunk (and when the sink ends), events per message.
+      const sent = [0, 0, 0]
+      const onPublished: Session.OnPublished = (request, packetId) => {
+        sent[request.qos]!++
+        if (this.events !== undefined) {
+          this.emit({ _tag: "Published", topic: request.topic, qos: request.qos, packetId })
+        }
+      }
+      return Effect.map(this.session.publisher(onPublished), (publisher) => {
+        const updateMetrics = Effect.sync(() => {
+          for (let qos = 0; qos < 3; qos++) {
+            if (sent[qos]! > 0) metrics.sent[qos]!.updateUnsafe(sent[qos]!, this.context)
+            sent[qos] = 0
+          }
+        })
+        const offer = (inputs: ReadonlyArray<PublishInput>): Effect.Effect<void, MqttError.MqttError> => {
+          if (this.closing) return Effect.fail(closedError("publish"))
+          const requests = toPublishRequests(inputs)
+          if (Result.isFailure(requests)) return Effect.fail(requests.failure)
+          count += requests.success.length
+          const offered = Effect.ensuring(publisher.offer(requests.success), updateMetrics)
+          if (!this.tracing) return offered
+          return offered.pipe(
+            Effect.withSpan("mqtt.publish_all", {
+              kind: "producer",
+              attributes: { "messaging.system": "mqtt", "messaging.batch.message_count": requests.success.length }
+            }, noStackTrace)
+          )
+        }
+        return Sink.forEachArray((inputs: ReadonlyArray<PublishInput>) => Effect.suspend(() => offer(inputs))).pipe(
+          Sink.mapEffect(() => Effect.as(Effect.ensuring(publisher.drain, updateMetrics), count))
+        )
+      })
+    }))
+  }
+
   unsubscribe(filters: string | ReadonlyArray<string>): Effect.Effect<void, MqttError.MqttError> {
     return Effect.suspend(() => {
       if (this.closing) return Effect.fail(closedError("unsubscribe"))
@@ -608,6 +657,7 @@ class ClientService implements Service {
   readonly #client: ClientImpl
   #publish: Service["publish"] | undefined = undefined
   #publishAll: Service["publishAll"] | undefined = undefined
+  #publishSink: Service["publishSink"] | undefined = undefined
   #subscribe: Service["subscribe"] | undefined = undefined
   #subscription: Service["subscription"] | undefined = undefined
   #unsubscribe: Service["unsubscribe"] | undefined = undefined
@@ -627,6 +677,10 @@ class ClientService implements Service {
 
   get publishAll(): Service["publishAll"] {
     return this.#publishAll ??= publishAllOf(this.#client)
+  }
+
+  get publishSink(): Service["publishSink"] {
+    return this.#publishSink ??= this.#client.publishSink
   }
 
   get subscribe(): Service["subscribe"] {

@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
 import type * as Packet from "../Codec/Packet.ts"
 import type * as Connection from "../Connection/Connection.ts"
 import * as MqttError from "../Errors/MqttError.ts"
@@ -52,6 +53,12 @@ export class Session extends Context.Service<Session, {
   readonly publishAll: (
     requests: ReadonlyArray<SessionState.PublishRequest>
   ) => Effect.Effect<ReadonlyArray<Packet.PacketId | undefined>, MqttError.MqttError>
+  /**
+   * A `Publisher` for a stream's chunks (the window stays full across chunks), until the scope closes: the flights
+   * started then stay in the session. Each message that completes is told to `onPublished`. With a store, each
+   * message is stored and completes before the next starts.
+   */
+  readonly publisher: (onPublished?: OnPublished) => Effect.Effect<Publisher, never, Scope.Scope>
   /** Sends SUBSCRIBE and waits for SUBACK; returns its return codes, one per filter. */
   readonly subscribe: (
     subscriptions: ReadonlyArray<Packet.Subscription>
@@ -91,10 +98,75 @@ export class Session extends Context.Service<Session, {
 
 type Waiter = (completion: SessionState.Completion) => void
 
-/** What `publishAll` waits for: the packet ids, and the writes of its QoS 0 publishes. */
-interface PublishedAll {
-  readonly ids: ReadonlyArray<Packet.PacketId | undefined>
+/**
+ * Told of each message of a `Publisher` that completed (as `publish` completes), with its packet id (`undefined` for
+ * QoS 0).
+ */
+export type OnPublished = (request: SessionState.PublishRequest, packetId: Packet.PacketId | undefined) => void
+
+/**
+ * Publishes a stream's chunks one after another: each chunk is started as the in-flight window allows, without
+ * waiting for the chunks before it to complete, so the window stays full across chunks.
+ *
+ * @since 0.1.0
+ */
+export interface Publisher {
+  /**
+   * Adds `requests` after those offered before; they start as the window allows. Completes once every message
+   * offered before this chunk has started (taken a window slot, or been queued offline; QoS 0 ones written), so the
+   * next chunk can be fetched while this one starts: at most two chunks are held. Nothing of the chunk is sent when
+   * one of its messages is invalid. Fails with the first error of any message offered so far.
+   */
+  readonly offer: (requests: ReadonlyArray<SessionState.PublishRequest>) => Effect.Effect<void, MqttError.MqttError>
+  /** Waits until every message offered has completed; fails with the first error. */
+  readonly drain: Effect.Effect<void, MqttError.MqttError>
+}
+
+/** What a wait on a run waits for: every chunk but the last started, or every message complete. */
+type Until = "accepted" | "complete"
+
+/** What a wait on a run resumes with: the writes of the QoS 0 publishes started since the last wait, and those. */
+interface Writes {
   readonly writes: ReadonlyArray<Effect.Effect<void, MqttError.MqttError>>
+  readonly written: ReadonlyArray<SessionState.PublishRequest>
+  readonly onPublished: OnPublished | undefined
+}
+
+/** Publishes started in order as the window allows (see `#openRun`). */
+interface PublishRun {
+  /** Adds `requests` (validated), started after those added before as the window allows. */
+  readonly add: (requests: ReadonlyArray<SessionState.PublishRequest>) => void
+  /** Resumes once what `until` names is reached, or with the run's first error. */
+  readonly wait: (until: Until, resume: (effect: Effect.Effect<Writes, MqttError.MqttError>) => void) => void
+  /** Ends the run: the flights started stay in the session; their waiters go. */
+  readonly close: () => void
+}
+
+const afterWrites = ({ onPublished, writes, written }: Writes): Effect.Effect<void, MqttError.MqttError> => {
+  if (writes.length === 0) return Effect.void
+  const all = Effect.all(writes, { discard: true })
+  if (onPublished === undefined) return all
+  return Effect.map(all, () => {
+    for (const request of written) onPublished(request, undefined)
+  })
+}
+
+/** Waits on a run; interrupting the wait ends the run. */
+const waitFor = (run: PublishRun, until: Until): Effect.Effect<void, MqttError.MqttError> =>
+  Effect.flatMap(
+    Effect.callback<Writes, MqttError.MqttError>((resume) => {
+      run.wait(until, resume)
+      return Effect.sync(run.close)
+    }),
+    afterWrites
+  )
+
+const firstInvalid = (requests: ReadonlyArray<SessionState.PublishRequest>): MqttError.MqttError | undefined => {
+  for (let i = 0; i < requests.length; i++) {
+    const invalid = SessionState.validatePublish(requests[i]!)
+    if (invalid !== undefined) return invalid
+  }
+  return undefined
 }
 
 type Started = Result.Result<
@@ -141,6 +213,7 @@ class SessionImpl implements Service {
   readonly state: SessionState.SessionState
   /** Whether a publish refused for a full in-flight window waits for a slot: never, with `onInflightFull: "fail"`. */
   readonly #waitsForSlot: (error: MqttError.MqttError) => boolean
+  readonly #waitsForWindow: boolean
   /** Waiters by packet id; made when an operation starts and dropped when the last one completes (idle: none). */
   #waiters: Map<Packet.PacketId, Waiter> | undefined = undefined
   #windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
@@ -156,7 +229,8 @@ class SessionImpl implements Service {
 
   constructor(options: Options) {
     this.state = new SessionState.SessionState(options)
-    this.#waitsForSlot = options.onInflightFull === "fail" ? neverWaits : isWindowFull
+    this.#waitsForWindow = options.onInflightFull !== "fail"
+    this.#waitsForSlot = this.#waitsForWindow ? isWindowFull : neverWaits
   }
 
   #wakeWindow(): void {
@@ -318,101 +392,173 @@ class SessionImpl implements Service {
   publishAll(
     requests: ReadonlyArray<SessionState.PublishRequest>
   ): Effect.Effect<ReadonlyArray<Packet.PacketId | undefined>, MqttError.MqttError> {
-    for (let i = 0; i < requests.length; i++) {
-      const invalid = SessionState.validatePublish(requests[i]!)
-      if (invalid !== undefined) return Effect.fail(invalid)
-    }
+    const invalid = firstInvalid(requests)
+    if (invalid !== undefined) return Effect.fail(invalid)
     // With a store every flight is stored before it is sent: one at a time, as `publish` does.
     if (this.#journal !== undefined || requests.length === 0) {
       return Effect.forEach(requests, (request) => this.publish(request))
     }
-    return Effect.flatMap(
-      Effect.callback<PublishedAll, MqttError.MqttError>((resume) => this.#startAll(requests, resume)),
-      ({ ids, writes }) => writes.length === 0 ? Effect.succeed(ids) : Effect.as(Effect.all(writes, { discard: true }), ids)
+    return Effect.suspend(() => {
+      const ids: Array<Packet.PacketId | undefined> = []
+      const run = this.#openRun(undefined, ids)
+      run.add(requests)
+      return Effect.as(waitFor(run, "complete"), ids)
+    })
+  }
+
+  publisher(onPublished?: OnPublished): Effect.Effect<Publisher, never, Scope.Scope> {
+    return Effect.map(
+      Effect.acquireRelease(Effect.sync(() => this.#openRun(onPublished)), (run) => Effect.sync(run.close)),
+      (run): Publisher => ({
+        offer: (requests) => {
+          const invalid = firstInvalid(requests)
+          if (invalid !== undefined) return Effect.fail(invalid)
+          if (this.#journal !== undefined) {
+            return Effect.forEach(requests, (request) =>
+              Effect.map(this.publish(request), (packetId) => onPublished?.(request, packetId)), { discard: true })
+          }
+          return Effect.suspend(() => {
+            run.add(requests)
+            return waitFor(run, "accepted")
+          })
+        },
+        drain: Effect.suspend(() => waitFor(run, "complete"))
+      })
     )
   }
 
   /**
-   * Starts `requests` in order, synchronously, as far as the window allows, and goes on from the window's waiters
-   * as slots free up; resumes once every QoS 1 and 2 publish has completed, with the writes of the QoS 0 ones still
-   * to wait for. Returns what stops the wait when the caller is interrupted.
+   * Opens a run: publishes started in order, synchronously, as far as the window allows, and continued from the
+   * window's waiters as slots free up (no fiber resumes per message), with one waiter at a time for all of them. The
+   * first error (a flight dropped, the session closed, a packet the link refuses) ends the run; the flights already
+   * started stay in the session, as an interrupted `publish`'s do. The packet ids go to `ids`, when given, and each
+   * completion to `onPublished`.
    */
-  #startAll(
-    requests: ReadonlyArray<SessionState.PublishRequest>,
-    resume: (effect: Effect.Effect<PublishedAll, MqttError.MqttError>) => void
-  ): Effect.Effect<void> {
-    const ids: Array<Packet.PacketId | undefined> = []
-    const writes: Array<Effect.Effect<void, MqttError.MqttError>> = []
+  #openRun(onPublished?: OnPublished, ids?: Array<Packet.PacketId | undefined>): PublishRun {
+    /** The chunks added and not all started: the first is being started, from `next`. */
+    const chunks: Array<ReadonlyArray<SessionState.PublishRequest>> = []
     let next = 0
-    let unacknowledged = 0
-    let done = false
+    /** The QoS 1 and 2 flights started and not complete, with their requests. */
+    const unacknowledged = new Map<Packet.PacketId, SessionState.PublishRequest>()
+    /** The writes of the QoS 0 publishes started since the last wait, with those publishes. */
+    let writes: Array<Effect.Effect<void, MqttError.MqttError>> = []
+    let written: Array<SessionState.PublishRequest> = []
+    let failure: MqttError.MqttError | undefined
+    let closed = false
     let windowWake: ((error?: MqttError.MqttError) => void) | undefined
-    const finish = (effect: Effect.Effect<PublishedAll, MqttError.MqttError>) => {
-      if (done) return
-      done = true
-      resume(effect)
+    let waiting: { readonly until: Until; readonly resume: (effect: Effect.Effect<Writes, MqttError.MqttError>) => void } | undefined
+
+    const settle = (): void => {
+      if (waiting === undefined) return
+      if (failure === undefined) {
+        if (waiting.until === "accepted" ? chunks.length > 1 : chunks.length > 0 || unacknowledged.size > 0) return
+      }
+      const { resume } = waiting
+      waiting = undefined
+      if (failure !== undefined) return resume(Effect.fail(failure))
+      const taken: Writes = { writes, written, onPublished }
+      writes = []
+      written = []
+      resume(Effect.succeed(taken))
     }
-    // The flights already started stay in the session; the waiters of those not complete go (an id whose flight
-    // completed may serve another operation by now: only this batch's own waiter is removed).
-    const removeWaiters = () => {
-      for (const id of ids) if (id !== undefined && this.#waiters?.get(id) === onCompletion) this.#removeWaiter(id)
+    const close = (): void => {
+      closed = true
+      chunks.length = 0
+      // The waiters of the flights not complete go (an id whose flight completed may serve another operation by
+      // now: only this run's own waiter is removed).
+      for (const packetId of unacknowledged.keys()) {
+        if (this.#waiters?.get(packetId) === onCompletion) this.#removeWaiter(packetId)
+      }
+      unacknowledged.clear()
+      const wake = windowWake
+      windowWake = undefined
+      if (wake !== undefined) this.#windowWaiters = this.#windowWaiters.filter((w) => w !== wake)
     }
-    const fail = (error: MqttError.MqttError) => {
-      removeWaiters()
-      finish(Effect.fail(error))
+    const fail = (error: MqttError.MqttError): void => {
+      failure ??= error
+      close()
+      settle()
     }
     const onCompletion: Waiter = (completion) => {
       if (completion._tag === "Dropped") return fail(completion.error)
-      unacknowledged--
-      if (next === requests.length && unacknowledged === 0) finish(Effect.succeed({ ids, writes }))
+      const request = unacknowledged.get(completion.packetId)
+      unacknowledged.delete(completion.packetId)
+      if (request !== undefined) onPublished?.(request, completion.packetId)
+      if (unacknowledged.size === 0) settle()
     }
-    const run = (): void => {
-      let written: Connection.Link | undefined
-      while (next < requests.length && !done) {
+    // Made once: while the window stays full, the run waits for a slot once per message.
+    const onWindow = (error?: MqttError.MqttError): void => {
+      windowWake = undefined
+      if (error !== undefined) fail(error)
+      else start()
+    }
+    const waitForWindow = (): void => {
+      windowWake = onWindow
+      this.#windowWaiters.push(onWindow)
+    }
+    const start = (): void => {
+      let link: Connection.Link | undefined
+      while (chunks.length > 0 && !closed) {
+        const requests = chunks[0]!
+        if (next === requests.length) {
+          chunks.shift()
+          next = 0
+          continue
+        }
         if (this.#closed) return fail(closedError("publish"))
         const request = requests[next]!
+        // The window is full: go on when a slot frees up (checked first: no refusal is made to be ignored).
+        if (request.qos > 0 && this.#waitsForWindow && !this.state.windowOpen) {
+          waitForWindow()
+          break
+        }
         const started = this.state.publish(request)
         if (Result.isFailure(started)) {
           if (!this.#waitsForSlot(started.failure)) return fail(started.failure)
-          // The window is full: go on when a slot frees up.
-          windowWake = (error) => {
-            windowWake = undefined
-            if (error !== undefined) fail(error)
-            else run()
-          }
-          this.#windowWaiters.push(windowWake)
+          waitForWindow()
           break
         }
         next++
         const { packet, queued } = started.success
         if (packet.qos === 0) {
-          ids.push(undefined)
+          ids?.push(undefined)
           // Offline, a QoS 0 publish is complete once queued.
-          if (queued) continue
-          const link = this.#link
-          if (link === undefined) return fail(closedError("publish"))
-          const invalid = link.offer(packet)
+          if (queued) {
+            onPublished?.(request, undefined)
+            continue
+          }
+          const current = this.#link
+          if (current === undefined) return fail(closedError("publish"))
+          const invalid = current.offer(packet)
           if (invalid !== undefined) return fail(invalid)
-          written = link
+          link = current
+          if (onPublished !== undefined) written.push(request)
           continue
         }
         const packetId = packet.packetId!
-        ids.push(packetId)
-        unacknowledged++
+        ids?.push(packetId)
+        unacknowledged.set(packetId, request)
         this.#addWaiter(packetId, onCompletion)
         if (!queued) this.#sendAll([packet])
       }
       // One wait for every QoS 0 publish this step queued: they are written together.
-      if (written !== undefined) writes.push(written.awaitWritten())
-      if (next === requests.length && unacknowledged === 0) finish(Effect.succeed({ ids, writes }))
+      if (link !== undefined) writes.push(link.awaitWritten())
+      settle()
     }
-    run()
-    return Effect.sync(() => {
-      done = true
-      removeWaiters()
-      const wake = windowWake
-      if (wake !== undefined) this.#windowWaiters = this.#windowWaiters.filter((w) => w !== wake)
-    })
+    return {
+      add: (requests) => {
+        if (failure !== undefined || closed) return
+        chunks.push(requests)
+        // Started at once unless the chunks before it still wait for the window (they go on from its waiter).
+        if (chunks.length === 1) start()
+      },
+      wait: (until, resume) => {
+        waiting = { until, resume }
+        if (closed && failure === undefined) failure = closedError("publish")
+        settle()
+      },
+      close
+    }
   }
 
   subscribe(

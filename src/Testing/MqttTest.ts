@@ -35,6 +35,7 @@ import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as LocalSubscriptions from "../Client/LocalSubscriptions.ts"
@@ -1028,6 +1029,15 @@ export const makeClient = (
     return MqttClient.MqttClient.of({
       publish,
       publishAll,
+      // Each chunk as `publishAll` (a test broker answers at once: there is no window to keep full).
+      publishSink: Sink.unwrap(Effect.sync(() => {
+        let count = 0
+        return Sink.forEachArray((inputs: ReadonlyArray<MqttClient.PublishInput>) =>
+          Effect.map(publishAll(inputs), (ids) => {
+            count += ids.length
+          })
+        ).pipe(Sink.mapEffect(() => Effect.sync(() => count)))
+      })),
       subscribe: (filters, subscribeOptions) =>
         Stream.unwrap(Effect.map(subscription(filters, subscribeOptions), (s) => s.messages)),
       subscription,

@@ -4,8 +4,9 @@
  * a batch larger than the in-flight window goes out as acknowledgements free slots; an invalid message
  * stops the whole batch before anything is sent; `onInflightFull: "fail"` fails the batch with `MaxMessagesInflight`
  * and leaves what was started in flight, to complete. Against Mosquitto through a fault proxy, a QoS 2 batch whose
- * connection is cut in the middle completes on the next one, each message delivered once. And `MqttTest`'s
- * `publishAll` behaves the same for an invalid message.
+ * connection is cut in the middle completes on the next one, each message delivered once. `publishSink` the same
+ * for a stream in chunks larger than the window (which it keeps full across chunks), with an invalid message failing
+ * its chunk only. And `MqttTest`'s `publishAll` and `publishSink` behave the same.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -139,7 +140,61 @@ describe("MqttClient.publishAll (Aedes)", () => {
     }))
 })
 
-describe("MqttTest publishAll", () => {
+describe("MqttClient.publishSink (Aedes)", () => {
+  it.live("publishes a stream in order at mixed QoS through a small window and returns how many", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "sink-rx" })
+      const received = yield* collect(receiver, "sink/#", 120)
+      const sender = yield* MqttClient.make({ url: broker.url, clientId: "sink-tx", maxInflight: 5 })
+      const batch = messages("sink", 120, (i) => (i % 3) as 0 | 1 | 2)
+      const sentBefore = (yield* Metric.value(MqttClient.metrics.sent[1]!)).count
+      const events = yield* sender.events.pipe(
+        Stream.filter((e) => e._tag === "Published"),
+        Stream.take(120),
+        Stream.runCollect,
+        Effect.forkChild({ startImmediately: true })
+      )
+      // Chunks of 7: each larger than the window, so the window is refilled across chunk boundaries. A sink that
+      // stopped at a full window would never end: bounded, so the test fails instead of hanging.
+      const count = yield* Stream.fromIterable(batch).pipe(
+        Stream.rechunk(7),
+        Stream.run(sender.publishSink),
+        Effect.timeout("20 seconds")
+      )
+      assert.strictEqual(count, 120)
+      assert.deepStrictEqual(yield* Fiber.join(received), sent(batch))
+      assert.strictEqual(yield* sender.pendingCount, 0)
+      assert.strictEqual((yield* Metric.value(MqttClient.metrics.sent[1]!)).count - sentBefore, 40)
+      const published = Array.from(yield* Fiber.join(events))
+      assert.deepStrictEqual(
+        published.map((e) => e._tag === "Published" ? e.qos : -1).sort(),
+        batch.map((m) => m.qos!).sort()
+      )
+      assert.strictEqual(yield* Stream.run(Stream.empty, sender.publishSink), 0)
+    }))
+
+  it.live("an invalid message fails the stream: nothing of its chunk is sent, the chunks before it are delivered", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "sink-bad-rx" })
+      const received = yield* collect(receiver, "sinkbad/#", 11)
+      const sender = yield* MqttClient.make({ url: broker.url, clientId: "sink-bad-tx" })
+      const batch = messages("sinkbad", 20, () => 1)
+      const withWildcard = [...batch.slice(0, 12), { topic: "sinkbad/+", payload: "x", qos: 1 as const }, ...batch.slice(12)]
+      const error = yield* Effect.flip(
+        Stream.fromIterable(withWildcard).pipe(Stream.rechunk(10), Stream.run(sender.publishSink))
+      )
+      assert.strictEqual(error.reason._tag, "InvalidTopic")
+      // One more message on the same topic: the broker keeps a topic's order, so before it arrive the first chunk
+      // (10 messages) and nothing of the second (with the wildcard).
+      const after = { topic: "sinkbad/q1", payload: "after", qos: 1 as const }
+      yield* sender.publish(after)
+      assert.deepStrictEqual(yield* Fiber.join(received), sent([...batch.slice(0, 10), after]))
+    }))
+})
+
+describe("MqttTest publishAll and publishSink", () => {
   it.effect("nothing is published when one message is invalid; then each in order", () =>
     Effect.gen(function*() {
       const broker = yield* MqttTest.makeBroker()
@@ -155,10 +210,16 @@ describe("MqttTest publishAll", () => {
       yield* client.publishAll([{ topic: "t/1", payload: "a", qos: 1 }, { topic: "t/2", payload: "b" }])
       const published = yield* broker.published
       assert.deepStrictEqual(published.map((m) => m.topic), ["t/1", "t/2"])
+      const count = yield* Stream.run(
+        Stream.make({ topic: "t/3", payload: "c" }, { topic: "t/4", payload: "d", qos: 2 as const }),
+        client.publishSink
+      )
+      assert.strictEqual(count, 2)
+      assert.deepStrictEqual((yield* broker.published).map((m) => m.topic), ["t/1", "t/2", "t/3", "t/4"])
     }))
 })
 
-describeMosquitto("MqttClient.publishAll through a cut connection (Mosquitto, FaultProxy)", () => {
+describeMosquitto("MqttClient.publishAll and publishSink through a cut connection (Mosquitto, FaultProxy)", () => {
   it.live("a QoS 2 batch cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
     Effect.gen(function*() {
       const broker = yield* Mosquitto.start()
@@ -177,6 +238,31 @@ describeMosquitto("MqttClient.publishAll through a cut connection (Mosquitto, Fa
       assert.strictEqual(ids.length, 50)
       // One more message on the same topic after the batch: the broker keeps a topic's order, so when it arrives
       // every copy of the batch's messages has arrived before it.
+      yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
+      const all = yield* received.waitForCount(51)
+      assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])
+      assert.isTrue(proxy.stats.accepted >= 2, "the sender reconnected")
+    }))
+
+  it.live("a QoS 2 stream cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
+    Effect.gen(function*() {
+      const broker = yield* Mosquitto.start()
+      const proxy = yield* FaultProxy.make({ targetPort: broker.port })
+      const root = topicRoot("sink")
+      const receiver = yield* MqttClient.make(options(broker.url, { clientId: clientId("rx") }))
+      const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
+      const received = yield* record(subscription.messages)
+      const sender = yield* MqttClient.make(
+        options(proxy.url, { ...fastRecovery, clientId: clientId("tx"), cleanSession: false, maxInflight: 8 })
+      )
+      const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
+      const batch = messages(root, 50, () => 2)
+      const count = yield* bounded(
+        Stream.fromIterable(batch).pipe(Stream.rechunk(6), Stream.run(sender.publishSink)),
+        "the stream to complete after the cut"
+      )
+      yield* cut.awaitFired()
+      assert.strictEqual(count, 50)
       yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
       const all = yield* received.waitForCount(51)
       assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])

@@ -131,3 +131,94 @@ describe("Session.publishAll", () => {
       assert.strictEqual(session.pending(), 0)
     }))
 })
+
+/** `offer(requests)` started at once in a child fiber. */
+const startOffer = (publisher: Session.Publisher, requests: ReadonlyArray<SessionState.PublishRequest>) =>
+  Effect.forkChild(publisher.offer(requests), { startImmediately: true })
+
+describe("Session.publisher", () => {
+  it.effect("a chunk is taken once the chunks before it started: the window stays full across chunks", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { session, sent } = yield* attached({ maxInflight: 3 })
+      const publisher = yield* session.publisher()
+      // The first chunk fills the window and more: taken at once, the rest of it waits for slots.
+      yield* publisher.offer([0, 1, 2, 3].map((i) => request(i, 1)))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3])
+      // The second waits until the first has started entirely (two chunks are held at most).
+      const second = yield* startOffer(publisher, [4, 5].map((i) => request(i, 1)))
+      assert.isUndefined(second.pollUnsafe())
+      session.handle(puback(1))
+      // The first chunk's last message took the slot: the second is taken, and goes on from the next slot.
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3, 4])
+      yield* Fiber.join(second)
+      session.handle(puback(2))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3, 4, 5])
+      session.handle(puback(3))
+      assert.deepStrictEqual(publishedIds(sent), [1, 2, 3, 4, 5, 6])
+      // Drain waits for the last three.
+      const drained = yield* Effect.forkChild(publisher.drain, { startImmediately: true })
+      session.handle(puback(4))
+      session.handle(puback(5))
+      assert.isUndefined(drained.pollUnsafe())
+      session.handle(puback(6))
+      yield* Fiber.join(drained)
+      assert.strictEqual(session.pending(), 0)
+    })))
+
+  it.effect("tells of each message as it completes: QoS 1 and 2 on their acknowledgement, QoS 0 once written", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { session } = yield* attached()
+      const completed: Array<string> = []
+      const publisher = yield* session.publisher((r, packetId) => completed.push(`${r.topic}:${packetId}`))
+      yield* publisher.offer([request(0, 1), request(1, 0), request(2, 2)])
+      assert.deepStrictEqual(completed, ["t/1:undefined"])
+      completeQos2(session, 2)
+      session.handle(puback(1))
+      yield* publisher.drain
+      assert.deepStrictEqual(completed, ["t/1:undefined", "t/2:2", "t/0:1"])
+    })))
+
+  it.effect("a flight of an earlier chunk dropped fails the next offer and the drain", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { session, sent } = yield* attached()
+      const publisher = yield* session.publisher()
+      yield* publisher.offer([request(0, 1)])
+      const error = MqttError.make(new MqttError.Disconnected({ operation: "test" }))
+      yield* session.dropAll(error)
+      assert.strictEqual((yield* Effect.flip(publisher.offer([request(1, 1)]))).reason._tag, "Disconnected")
+      assert.strictEqual((yield* Effect.flip(publisher.drain)).reason._tag, "Disconnected")
+      assert.deepStrictEqual(publishedIds(sent), [1])
+    })))
+
+  it.effect("an invalid chunk is not sent at all; the chunks before it stay in flight", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { session, sent } = yield* attached()
+      const publisher = yield* session.publisher()
+      yield* publisher.offer([request(0, 1)])
+      const error = yield* Effect.flip(publisher.offer([request(1, 1), { ...request(2, 1), qos: 3 as 1 }]))
+      assert.strictEqual(error.reason._tag, "BadQos")
+      assert.deepStrictEqual(publishedIds(sent), [1])
+      session.handle(puback(1))
+      yield* publisher.drain
+    })))
+
+  it.effect("closing its scope leaves the started flights in the session and no waiter behind", () =>
+    Effect.gen(function*() {
+      const { session, sent } = yield* attached({ maxInflight: 2 })
+      const offering = yield* Effect.forkChild(
+        Effect.scoped(Effect.gen(function*() {
+          const publisher = yield* session.publisher()
+          yield* publisher.offer([0, 1, 2].map((i) => request(i, 1)))
+          yield* publisher.offer([request(3, 1)])
+        })),
+        { startImmediately: true }
+      )
+      assert.deepStrictEqual(publishedIds(sent), [1, 2])
+      yield* Fiber.interrupt(offering)
+      session.handle(puback(1))
+      session.handle(puback(2))
+      // The third and fourth were never started: nothing waits for a slot, nothing is pending.
+      assert.deepStrictEqual(publishedIds(sent), [1, 2])
+      assert.strictEqual(session.pending(), 0)
+    }))
+})
