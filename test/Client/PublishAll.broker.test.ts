@@ -14,6 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as MqttClient from "../../src/Client/MqttClient.ts"
+import * as SessionStore from "../../src/Client/SessionStore.ts"
 import * as MqttTest from "../../src/Testing/MqttTest.ts"
 import * as Aedes from "../utils/Aedes.ts"
 import { bounded, clientId, fastRecovery, options, record, text, topicRoot } from "../utils/clients.ts"
@@ -172,6 +173,39 @@ describe("MqttClient.publishSink (Aedes)", () => {
         batch.map((m) => m.qos!).sort()
       )
       assert.strictEqual(yield* Stream.run(Stream.empty, sender.publishSink), 0)
+    }))
+
+  it.live("with a session store, each message is stored and completes before the next; all arrive, in order", () =>
+    Effect.gen(function*() {
+      const broker = yield* Aedes.start()
+      const receiver = yield* MqttClient.make({ url: broker.url, clientId: "sink-store-rx" })
+      const received = yield* collect(receiver, "sinkstore/#", 30)
+      const sender = yield* MqttClient.make({
+        url: broker.url,
+        clientId: "sink-store-tx",
+        cleanSession: false,
+        sessionStore: SessionStore.makeMemory()
+      })
+      const events = yield* sender.events.pipe(
+        Stream.filter((e) => e._tag === "Published"),
+        Stream.take(30),
+        Stream.runCollect,
+        Effect.forkChild({ startImmediately: true })
+      )
+      const batch = messages("sinkstore", 30, (i) => (i % 3) as 0 | 1 | 2)
+      const count = yield* Stream.fromIterable(batch).pipe(
+        Stream.rechunk(4),
+        Stream.run(sender.publishSink),
+        Effect.timeout("20 seconds")
+      )
+      assert.strictEqual(count, 30)
+      assert.deepStrictEqual(yield* Fiber.join(received), sent(batch))
+      // Sequential: the events come in the stream's order.
+      assert.deepStrictEqual(
+        Array.from(yield* Fiber.join(events)).map((e) => e._tag === "Published" ? e.qos : -1),
+        batch.map((m) => m.qos!)
+      )
+      assert.strictEqual(yield* sender.pendingCount, 0)
     }))
 
   it.live("an invalid message fails the stream: nothing of its chunk is sent, the chunks before it are delivered", () =>
