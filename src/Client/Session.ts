@@ -213,6 +213,7 @@ class SessionImpl implements Service {
   readonly state: SessionState.SessionState
   /** Whether a publish refused for a full in-flight window waits for a slot: never, with `onInflightFull: "fail"`. */
   readonly #waitsForSlot: (error: MqttError.MqttError) => boolean
+  /** The same, asked before publishing: a run that finds the window full waits without being refused first. */
   readonly #waitsForWindow: boolean
   /** Waiters by packet id; made when an operation starts and dropped when the last one completes (idle: none). */
   #waiters: Map<Packet.PacketId, Waiter> | undefined = undefined
