@@ -90,6 +90,7 @@ const main = async () => {
   const baseline = sampler.sample()
   const target = { url: spec.url, prefix: spec.prefix }
   let connections: ConnectionFigures | undefined
+  let closeStart: { readonly at: number; readonly cpu: NodeJS.CpuUsage } | undefined
   const workload = spec.workload
   meter.phase = "connecting"
   switch (workload._tag) {
@@ -110,10 +111,22 @@ const main = async () => {
           connectMs: meter.endAt - meter.startAt,
           rssPerConnection: (usage.rss - baseline.rss) / Math.max(1, meter.delivered),
           heapPerConnection: (usage.heapUsed - baseline.heapUsed) / Math.max(1, meter.delivered),
-          cpuUsPerConnection: cpu / Math.max(1, meter.delivered)
+          cpuUsPerConnection: cpu / Math.max(1, meter.delivered),
+          closeMs: Number.NaN,
+          cpuUsPerClose: Number.NaN
         }
         if (spec.heapSnapshotFile !== undefined) v8.writeHeapSnapshot(spec.heapSnapshotFile)
+        // The driver closes every client when this returns: measured until it returns.
+        closeStart = { at: performance.now(), cpu: process.cpuUsage() }
       })
+      if (connections !== undefined && closeStart !== undefined) {
+        const cpu = process.cpuUsage(closeStart.cpu)
+        connections = {
+          ...connections,
+          closeMs: performance.now() - closeStart.at,
+          cpuUsPerClose: (cpu.user + cpu.system) / Math.max(1, connections.count)
+        }
+      }
       break
     }
   }

@@ -44,6 +44,8 @@ export interface ClientSummary {
   readonly rssPerConnection?: Stat
   readonly heapPerConnection?: Stat
   readonly cpuUsPerConnection?: Stat
+  readonly closeMs?: Stat
+  readonly cpuUsPerClose?: Stat
 }
 
 export const summarize = (client: ClientName, runs: ReadonlyArray<Run>): ClientSummary => {
@@ -75,7 +77,9 @@ export const summarize = (client: ClientName, runs: ReadonlyArray<Run>): ClientS
         connectMs: of((r) => r.connections?.connectMs ?? Number.NaN),
         rssPerConnection: of((r) => r.connections?.rssPerConnection ?? Number.NaN),
         heapPerConnection: of((r) => r.connections?.heapPerConnection ?? Number.NaN),
-        cpuUsPerConnection: of((r) => r.connections?.cpuUsPerConnection ?? Number.NaN)
+        cpuUsPerConnection: of((r) => r.connections?.cpuUsPerConnection ?? Number.NaN),
+        closeMs: of((r) => r.connections?.closeMs ?? Number.NaN),
+        cpuUsPerClose: of((r) => r.connections?.cpuUsPerClose ?? Number.NaN)
       }
       : {})
   }
@@ -88,6 +92,7 @@ export interface Ratios {
   readonly cpu: { readonly vsMqttjs: number; readonly vsRaw: number }
   readonly p99?: { readonly vsMqttjs: number; readonly vsRaw: number }
   readonly memoryPerConnection?: { readonly vsMqttjs: number; readonly vsRaw: number }
+  readonly cpuPerClose?: { readonly vsMqttjs: number; readonly vsRaw: number }
 }
 
 export interface CaseReport {
@@ -137,6 +142,10 @@ export const caseReport = (def: CaseDef, runs: ReadonlyArray<Run>, clients: Read
           memoryPerConnection: {
             vsMqttjs: ratio((s) => s.rssPerConnection?.median, "mqttjs"),
             vsRaw: ratio((s) => s.rssPerConnection?.median, "raw")
+          },
+          cpuPerClose: {
+            vsMqttjs: ratio((s) => s.cpuUsPerClose?.median, "mqttjs"),
+            vsRaw: ratio((s) => s.cpuUsPerClose?.median, "raw")
           }
         }
         : {})
@@ -209,6 +218,8 @@ export const caseMarkdown = (report: CaseReport): string => {
         "RSS KB/conn",
         "heap KB/conn",
         "CPU µs/conn",
+        "close all, ms",
+        "CPU µs/close",
         "peak RSS MB",
         "RSS growth MB",
         "peak heap MB"
@@ -220,6 +231,8 @@ export const caseMarkdown = (report: CaseReport): string => {
         range(s.rssPerConnection, 1, 1024),
         range(s.heapPerConnection, 1, 1024),
         range(s.cpuUsPerConnection),
+        range(s.closeMs),
+        range(s.cpuUsPerClose),
         ...memory(s)
       ])
     ))
@@ -227,9 +240,10 @@ export const caseMarkdown = (report: CaseReport): string => {
       "",
       `effect-mqtt / MQTT.js: connections/s ${times(ratios.primary.vsMqttjs)} (higher is better), RSS/conn ` +
         `${times(ratios.memoryPerConnection?.vsMqttjs ?? Number.NaN)}, ` +
-        `CPU/conn ${times(ratios.cpu.vsMqttjs)} (lower is better) · ` +
-        `effect-mqtt / raw: connections/s ${times(ratios.primary.vsRaw)}, RSS/conn ` +
-        `${times(ratios.memoryPerConnection?.vsRaw ?? Number.NaN)}, CPU/conn ${times(ratios.cpu.vsRaw)}`
+        `CPU/conn ${times(ratios.cpu.vsMqttjs)}, CPU/close ${times(ratios.cpuPerClose?.vsMqttjs ?? Number.NaN)} ` +
+        `(lower is better) · effect-mqtt / raw: connections/s ${times(ratios.primary.vsRaw)}, RSS/conn ` +
+        `${times(ratios.memoryPerConnection?.vsRaw ?? Number.NaN)}, CPU/conn ${times(ratios.cpu.vsRaw)}, ` +
+        `CPU/close ${times(ratios.cpuPerClose?.vsRaw ?? Number.NaN)}`
     )
   } else {
     const large = workload.params.payloadSize >= 1024

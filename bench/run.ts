@@ -280,7 +280,8 @@ const describeResult = (def: CaseDef, r: ChildResult): string => {
       return `p50 ${fmt(r.latency?.p50 ?? 0)} µs, p99 ${fmt(r.latency?.p99 ?? 0)} µs, ${cpu}`
     case "Connections":
       return `${fmt(r.connections?.connectMs ?? 0)} ms to connect ${r.delivered}, ` +
-        `${fmt((r.connections?.rssPerConnection ?? 0) / 1024, 1)} KB RSS/conn`
+        `${fmt((r.connections?.rssPerConnection ?? 0) / 1024, 1)} KB RSS/conn, ` +
+        `${fmt(r.connections?.closeMs ?? 0)} ms to close them`
     case "Throughput": {
       const rate = def.workload.params.payloadSize >= 1024 ? `${fmt(r.mbPerSecond, 1)} MB/s` : `${fmt(r.rate)} msgs/s`
       return `${rate}, ${r.delivered}/${r.expected} delivered, ${cpu}, peak RSS ${fmt(r.memory.maxRss / 2 ** 20)} MB`

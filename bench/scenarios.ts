@@ -85,6 +85,9 @@ export interface ConnectionFigures {
   readonly rssPerConnection: number
   readonly heapPerConnection: number
   readonly cpuUsPerConnection: number
+  /** Closing every client gracefully (DISCONNECT, then the socket closed), after the idle period. */
+  readonly closeMs: number
+  readonly cpuUsPerClose: number
 }
 
 export interface MemoryFigures {

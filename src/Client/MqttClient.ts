@@ -746,6 +746,10 @@ const disconnectOf = (client: ClientImpl): Service["disconnect"] => (options) =>
 
 const pingEvent: Event = { _tag: "Ping" }
 
+/** What the operations pending when the client closes fail with (made only if there are any). */
+const clientClosed = () =>
+  MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
+
 const closedError = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
 
@@ -926,7 +930,7 @@ const supervise = Effect.fnUntraced(function*(client: ClientImpl, first: OpenLin
       const final = Reconnect.failureOf(next) ?? error
       client.emit({ _tag: "Offline", error: final })
       yield* client.setStatus({ _tag: "Disconnected", error: final })
-      yield* client.session.dropAll(final)
+      yield* client.session.dropAll(() => final)
       for (const subscriber of client.local.subscribers) yield* Queue.fail(subscriber.queue, final)
       return
     }
@@ -1005,9 +1009,7 @@ const disconnectSteps = Effect.fnUntraced(function*(client: ClientImpl, options:
   if (client.supervisor !== undefined) yield* Fiber.interrupt(client.supervisor)
   // The supervisor closes the link it runs; this closes one it had not started running yet.
   if (client.currentLinkScope !== undefined) yield* Scope.close(client.currentLinkScope, Exit.void)
-  yield* client.session.dropAll(
-    MqttError.make(new MqttError.OperationIncomplete({ operation: "operation", detail: "the client was closed" }))
-  )
+  yield* client.session.dropAll(clientClosed)
   // Completions not yet stored (a store keeps what is still unacknowledged, for the next run).
   yield* client.session.flush.pipe(Effect.catch((error) => Effect.logWarning(`session store: ${error.message}`)))
   for (const subscriber of client.local.subscribers) yield* Queue.end(subscriber.queue)

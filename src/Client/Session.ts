@@ -12,6 +12,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type { LazyArg } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
@@ -93,7 +94,7 @@ export class Session extends Context.Service<Session, {
    * Fails every pending operation with `error` and refuses new ones with `Disconnected` (the client closed). A store
    * keeps the unacknowledged publishes: the next run resends them.
    */
-  readonly dropAll: (error: MqttError.MqttError) => Effect.Effect<void>
+  readonly dropAll: (error: LazyArg<MqttError.MqttError>) => Effect.Effect<void>
 }>()("effect-mqtt/Client/Session") {}
 
 type Waiter = (completion: SessionState.Completion) => void
@@ -645,15 +646,18 @@ class SessionImpl implements Service {
     if (step.send.length > 0) this.#sendAll(step.send)
   }
 
-  dropAll(error: MqttError.MqttError): Effect.Effect<void> {
+  dropAll(error: LazyArg<MqttError.MqttError>): Effect.Effect<void> {
     return Effect.sync(() => {
       this.#closed = true
+      // Made once, and only when something is dropped: closing an idle client makes no error.
+      let made: MqttError.MqttError | undefined
+      const dropped = () => made ??= error()
       // A publish waiting for a window slot was pending too: it fails with the same error (taken before the
       // completions below would wake it to retry).
       const waiting = this.#windowWaiters
       this.#windowWaiters = []
-      for (const wake of waiting) wake(error)
-      this.#complete(this.state.dropAll(error, this.#journal !== undefined))
+      for (const wake of waiting) wake(dropped())
+      this.#complete(this.state.dropAll(dropped, this.#journal !== undefined))
       const idle = this.#idleWaiters
       this.#idleWaiters = []
       for (const wake of idle) wake()

@@ -14,6 +14,7 @@
  *
  * @since 0.1.0
  */
+import type { LazyArg } from "effect/Function"
 import * as Result from "effect/Result"
 import type * as Packet from "../Codec/Packet.ts"
 import * as Topic from "../Codec/Topic.ts"
@@ -680,11 +681,13 @@ export class SessionState {
 
   /**
    * Drops every pending operation (forced close, or a clean session the caller will not resume): their
-   * completions fail with `error`. With `keepStored`, a store keeps the flights, to resend them on the next run.
+   * completions fail with `error()`. With `keepStored`, a store keeps the flights, to resend them on the next run.
    */
-  dropAll(error: MqttError.MqttError, keepStored = false): ReadonlyArray<Completion> {
+  dropAll(error: LazyArg<MqttError.MqttError>, keepStored = false): ReadonlyArray<Completion> {
     const completions: Array<Completion> = []
-    for (const packetId of this.outgoing.keys()) completions.push({ _tag: "Dropped", packetId, error })
+    // The error is made only when an operation is dropped: closing an idle client makes none.
+    let made: MqttError.MqttError | undefined
+    for (const packetId of this.outgoing.keys()) completions.push({ _tag: "Dropped", packetId, error: made ??= error() })
     this.#outgoing = undefined
     if (!keepStored) this.#journal?.push({ _tag: "ClearOutgoing" })
     this.#offline = []

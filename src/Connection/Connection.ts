@@ -187,6 +187,14 @@ const protocolViolation = (detail: string) => MqttError.make(new MqttError.Proto
 
 const disconnected = (operation: string) => MqttError.make(new MqttError.Disconnected({ operation }))
 
+let closedLink: MqttError.MqttError | undefined
+
+/**
+ * What a send on a closed link fails with: one error for every link (its fields never vary), made on the first
+ * close, so that closing a link makes no error (an error's stack trace is most of what closing an idle client costs).
+ */
+const linkClosed = (): MqttError.MqttError => closedLink ??= disconnected("send")
+
 // ---------------------------------------------------------------------------------------------------------------------
 // The writer: one queue per connection, written from a microtask (or, over other transports, a writer fiber)
 // ---------------------------------------------------------------------------------------------------------------------
@@ -717,7 +725,7 @@ export const connectIn: (
     yield* Scope.addFinalizerExit(scope, () =>
       Effect.sync(() => {
         link.closed = true
-        link.outbox.fail(link.aborted ?? disconnected("send"))
+        link.outbox.fail(link.aborted ?? linkClosed())
       }))
     // Over a direct writer the outbox writes by itself; any other transport gets a writer fiber.
     if (link.outbox.direct === undefined) yield* Effect.forkIn(writeLoop(link, shake.writer), scope, { startImmediately: true })

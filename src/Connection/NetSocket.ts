@@ -95,7 +95,8 @@ class Connection {
   chunks: Array<Uint8Array> = []
   bytes = 0
   paused = false
-  error: Socket.SocketError | undefined = undefined
+  /** How it ended: the error, or a close code whose error is made only when a pull needs it (most closes: none). */
+  ended: Socket.SocketError | number | undefined = undefined
   waiter: ((effect: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>) => void) | undefined =
     undefined
 
@@ -126,14 +127,19 @@ class Connection {
     }
   }
 
-  /** Chunks received before the end are still pulled first; then the pull fails with `error`. */
-  end(error: Socket.SocketError): void {
-    this.error ??= error
+  /** Chunks received before the end are still pulled first; then the pull fails with the error (a close code's). */
+  end(reason: Socket.SocketError | number): void {
+    this.ended ??= reason
     const waiter = this.waiter
     if (waiter !== undefined && this.chunks.length === 0) {
       this.waiter = undefined
-      waiter(Effect.fail(this.error))
+      waiter(Effect.fail(this.endError()))
     }
+  }
+
+  endError(): Socket.SocketError {
+    const ended = this.ended!
+    return typeof ended === "number" ? (this.ended = closeError(ended)) : ended
   }
 
   readonly cancelPull = Effect.sync(() => {
@@ -150,13 +156,13 @@ class Connection {
       const chunks = this.chunks as unknown as NonEmptyReadonlyArray<Uint8Array>
       this.chunks = []
       this.bytes = 0
-      if (this.paused && this.error === undefined) {
+      if (this.paused && this.ended === undefined) {
         this.paused = false
         this.conn.resume()
       }
       return Effect.succeed(chunks)
     }
-    return this.error !== undefined ? Effect.fail(this.error) : this.awaitChunks
+    return this.ended !== undefined ? Effect.fail(this.endError()) : this.awaitChunks
   })
 
   /**
@@ -164,7 +170,7 @@ class Connection {
    * that stops reading must not keep the socket, and the process, alive), at once otherwise.
    */
   close(): void {
-    this.end(closeError(1006))
+    this.end(1006)
     const conn = this.conn
     if (conn.destroyed) return
     if (conn.connecting || conn.pending) return void conn.destroy()
@@ -187,7 +193,7 @@ function onData(this: ConnectionSocket, chunk: Buffer): void {
 }
 
 function onEnd(this: ConnectionSocket): void {
-  this[connectionKey].end(closeError(1000))
+  this[connectionKey].end(1000)
 }
 
 function onError(this: ConnectionSocket, cause: Error): void {
@@ -195,7 +201,7 @@ function onError(this: ConnectionSocket, cause: Error): void {
 }
 
 function onClose(this: ConnectionSocket, hadError: boolean): void {
-  this[connectionKey].end(closeError(hadError ? 1006 : 1000))
+  this[connectionKey].end(hadError ? 1006 : 1000)
 }
 
 /**

@@ -435,7 +435,7 @@ class Harness {
       case "DropAll": {
         const error = MqttError.make(new MqttError.OperationIncomplete({ operation: "publish", detail: "closed" }))
         const tokens = this.tokensById()
-        const actual = this.state.dropAll(error)
+        const actual = this.state.dropAll(() => error)
         assert.deepStrictEqual(actual, this.model.dropAll(error))
         this.complete(actual, tokens)
         return this.check()

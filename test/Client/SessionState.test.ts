@@ -1077,7 +1077,12 @@ describe("SessionState dropAll", () => {
   it("completes every pending operation as Dropped with the error given, and resets the counters", () => {
     const state = midFlight()
     const error = MqttError.make(new MqttError.OperationIncomplete({ operation: "publish", detail: "client closed" }))
-    const completions = state.dropAll(error)
+    let made = 0
+    const completions = state.dropAll(() => {
+      made++
+      return error
+    })
+    assert.strictEqual(made, 1, "one error for all of them")
     assert.deepStrictEqual(completions.map((c) => [c._tag, c.packetId]), [
       ["Dropped", 1],
       ["Dropped", 2],
@@ -1096,9 +1101,15 @@ describe("SessionState dropAll", () => {
     ])
   })
 
-  it("with nothing pending, returns nothing", () => {
+  it("with nothing pending, returns nothing and makes no error (closing an idle client is cheap)", () => {
     const state = connected()
-    assert.deepStrictEqual(state.dropAll(MqttError.make(new MqttError.Disconnected({ operation: "close" }))), [])
+    let made = 0
+    const error = () => {
+      made++
+      return MqttError.make(new MqttError.Disconnected({ operation: "close" }))
+    }
+    assert.deepStrictEqual(state.dropAll(error), [])
+    assert.strictEqual(made, 0)
     run(state, [{ expect: idle }])
   })
 })
