@@ -6,6 +6,7 @@
  * (or, with BENCH_EFFECT_PUBLISH=batch, N / 25 fibers that each `publishAll` 25 messages at a time and await them
  * together: BENCH_EFFECT_BATCH sets the 25; or, with BENCH_EFFECT_PUBLISH=sink, one stream of all the messages in
  * chunks of BENCH_EFFECT_BATCH run into `publishSink`, the publisher's `maxInflight` set to N).
+ * BENCH_EFFECT_MAX_INFLIGHT sets the publisher's `maxInflight` below N: the N publishers then wait for the window.
  * Every workload is one `Effect.runPromise` of a scoped program: closing the scope disconnects every client.
  */
 import * as Effect from "effect/Effect"
@@ -20,6 +21,9 @@ const publishVariant = process.env.BENCH_EFFECT_PUBLISH
 const chunkSize = Math.max(1, Number(process.env.BENCH_EFFECT_BATCH ?? 25))
 const batchSize = publishVariant === "batch" ? chunkSize : 0
 const sink = publishVariant === "sink"
+const maxInflight = process.env.BENCH_EFFECT_MAX_INFLIGHT === undefined
+  ? undefined
+  : Math.max(1, Number(process.env.BENCH_EFFECT_MAX_INFLIGHT))
 
 const options = (target: Target, id: string): MqttClient.Options => ({
   url: target.url,
@@ -50,9 +54,10 @@ const throughput = (target: Target, params: ThroughputParams, meter: Meter): Pro
       const subscription = yield* receiver.subscription({ [filter]: params.qos })
       yield* Effect.forkScoped(count(subscription.messages, meter))
     }
-    const publisher = yield* MqttClient.make(
-      sink ? { ...options(target, "p"), maxInflight: params.window } : options(target, "p")
-    )
+    const publisher = yield* MqttClient.make({
+      ...options(target, "p"),
+      ...(maxInflight !== undefined ? { maxInflight } : sink ? { maxInflight: params.window } : {})
+    })
     const message: MqttClient.PublishInput = { topic, payload: makePayload(params.payloadSize), qos: params.qos }
     let remaining = params.count
     // One of `window` fibers: publish, await its completion, publish the next, until all are issued.

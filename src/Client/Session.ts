@@ -235,11 +235,13 @@ class SessionImpl implements Service {
     this.#waitsForSlot = this.#waitsForWindow ? isWindowFull : neverWaits
   }
 
+  /**
+   * Wakes the window's waiters in order while a slot is free: a woken publish takes its slot before the next waiter
+   * is looked at (fibers resume synchronously), so a freed slot wakes one waiter, not every one of them only for all
+   * but one to wait again.
+   */
   #wakeWindow(): void {
-    if (this.#windowWaiters.length === 0 || !this.state.windowOpen) return
-    const woken = this.#windowWaiters
-    this.#windowWaiters = []
-    for (const wake of woken) wake()
+    while (this.#windowWaiters.length > 0 && this.state.windowOpen) this.#windowWaiters.shift()!()
   }
 
   #wakeIdle(): void {
@@ -376,6 +378,11 @@ class SessionImpl implements Service {
 
   publish(request: SessionState.PublishRequest): Effect.Effect<Packet.PacketId | undefined, MqttError.MqttError> {
     if (request.qos === 0) return this.#publishQos0(request)
+    // A full window is waited for before asking the state machine, which would refuse with an error (whose stack
+    // trace costs more than the publish) only to have it caught.
+    if (this.#waitsForWindow && !this.state.windowOpen && !this.#closed) {
+      return Effect.andThen(this.#awaitWindow, () => this.publish(request))
+    }
     const once = this.#operation(
       () =>
         Result.map(this.state.publish(request), ({ packet, queued }) => ({
