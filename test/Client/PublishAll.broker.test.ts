@@ -15,6 +15,7 @@ import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as MqttClient from "../../src/Client/MqttClient.ts"
 import * as SessionStore from "../../src/Client/SessionStore.ts"
+import type * as MqttError from "../../src/Errors/MqttError.ts"
 import * as MqttTest from "../../src/Testing/MqttTest.ts"
 import * as Aedes from "../utils/Aedes.ts"
 import { bounded, clientId, fastRecovery, options, record, text, topicRoot } from "../utils/clients.ts"
@@ -253,53 +254,47 @@ describe("MqttTest publishAll and publishSink", () => {
     }))
 })
 
+/**
+ * A QoS 2 batch of 50 published by `publish` from a persistent-session sender whose connection (through a fault
+ * proxy) is cut after the broker's 10th PUBREC: `publish` must complete (it returns how many it published) and each
+ * message arrive exactly once, in order.
+ */
+const qos2BatchThroughCut = (
+  name: string,
+  maxInflight: number,
+  publish: (
+    sender: MqttClient.MqttClient["Service"],
+    batch: ReadonlyArray<MqttClient.PublishInput>
+  ) => Effect.Effect<number, MqttError.MqttError>
+) =>
+  Effect.gen(function*() {
+    const broker = yield* Mosquitto.start()
+    const proxy = yield* FaultProxy.make({ targetPort: broker.port })
+    const root = topicRoot(name)
+    const receiver = yield* MqttClient.make(options(broker.url, { clientId: clientId("rx") }))
+    const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
+    const received = yield* record(subscription.messages)
+    const sender = yield* MqttClient.make(
+      options(proxy.url, { ...fastRecovery, clientId: clientId("tx"), cleanSession: false, maxInflight })
+    )
+    const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
+    const batch = messages(root, 50, () => 2)
+    const count = yield* bounded(publish(sender, batch), `the ${name} to complete after the cut`)
+    yield* cut.awaitFired()
+    assert.strictEqual(count, 50)
+    // One more message on the same topic after the batch: the broker keeps a topic's order, so when it arrives
+    // every copy of the batch's messages has arrived before it.
+    yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
+    const all = yield* received.waitForCount(51)
+    assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])
+    assert.isTrue(proxy.stats.accepted >= 2, "the sender reconnected")
+  })
+
 describeMosquitto("MqttClient.publishAll and publishSink through a cut connection (Mosquitto, FaultProxy)", () => {
   it.live("a QoS 2 batch cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
-    Effect.gen(function*() {
-      const broker = yield* Mosquitto.start()
-      const proxy = yield* FaultProxy.make({ targetPort: broker.port })
-      const root = topicRoot("batch")
-      const receiver = yield* MqttClient.make(options(broker.url, { clientId: clientId("rx") }))
-      const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
-      const received = yield* record(subscription.messages)
-      const sender = yield* MqttClient.make(
-        options(proxy.url, { ...fastRecovery, clientId: clientId("tx"), cleanSession: false, maxInflight: 20 })
-      )
-      const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
-      const batch = messages(root, 50, () => 2)
-      const ids = yield* bounded(sender.publishAll(batch), "the batch to complete after the cut")
-      yield* cut.awaitFired()
-      assert.strictEqual(ids.length, 50)
-      // One more message on the same topic after the batch: the broker keeps a topic's order, so when it arrives
-      // every copy of the batch's messages has arrived before it.
-      yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
-      const all = yield* received.waitForCount(51)
-      assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])
-      assert.isTrue(proxy.stats.accepted >= 2, "the sender reconnected")
-    }))
+    qos2BatchThroughCut("batch", 20, (sender, batch) => Effect.map(sender.publishAll(batch), (ids) => ids.length)))
 
   it.live("a QoS 2 stream cut after its 10th PUBREC completes on the next connection, each message once [MQTT-4.3.3-1] [MQTT-4.4.0-1]", () =>
-    Effect.gen(function*() {
-      const broker = yield* Mosquitto.start()
-      const proxy = yield* FaultProxy.make({ targetPort: broker.port })
-      const root = topicRoot("sink")
-      const receiver = yield* MqttClient.make(options(broker.url, { clientId: clientId("rx") }))
-      const subscription = yield* receiver.subscription(`${root}/#`, { qos: 2 })
-      const received = yield* record(subscription.messages)
-      const sender = yield* MqttClient.make(
-        options(proxy.url, { ...fastRecovery, clientId: clientId("tx"), cleanSession: false, maxInflight: 8 })
-      )
-      const cut = yield* proxy.cutOn("toClient", FaultProxy.nth(10, FaultProxy.packet("Pubrec")), { deliver: true })
-      const batch = messages(root, 50, () => 2)
-      const count = yield* bounded(
-        Stream.fromIterable(batch).pipe(Stream.rechunk(6), Stream.run(sender.publishSink)),
-        "the stream to complete after the cut"
-      )
-      yield* cut.awaitFired()
-      assert.strictEqual(count, 50)
-      yield* sender.publish({ topic: `${root}/q2`, payload: "end", qos: 2 })
-      const all = yield* received.waitForCount(51)
-      assert.deepStrictEqual(all.map((m) => text(m.payload)), [...batch.map((m) => m.payload), "end"])
-      assert.isTrue(proxy.stats.accepted >= 2, "the sender reconnected")
-    }))
+    qos2BatchThroughCut("stream", 8, (sender, batch) =>
+      Stream.fromIterable(batch).pipe(Stream.rechunk(6), Stream.run(sender.publishSink))))
 })
