@@ -2,9 +2,9 @@
  * The `npm start` demo: a short scenario that shows effect-mqtt end to end. With no arguments it starts an embedded
  * Aedes broker on a free loopback port; with `--url mqtt://host:port` it runs against that broker instead (topics
  * under a unique prefix, the retained message cleared at the end). Steps: a subscriber on a wildcard filter; publishes
- * at QoS 0, 1 and 2 with their completion (packet ids); a retained message seen by a late subscriber; a will published
- * by the broker when a client's connection is cut; a forced connection drop followed by reconnect and resubscribe; a
- * summary table. Connections are cut by a tiny in-process TCP proxy, so the same steps work against any broker.
+ * at QoS 0, 1 and 2 with their completion (packet ids); a stream of readings published through `publishSink`; a
+ * retained message seen by a late subscriber; a will published by the broker when a client's connection is cut; a
+ * forced connection drop followed by reconnect and resubscribe; a summary table. Connections are cut by a tiny in-process TCP proxy, so the same steps work against any broker.
  *
  * Run: `npm start` or `npm start -- --url mqtt://localhost:1883`. Exits 0 when every step worked, 1 otherwise.
  */
@@ -268,7 +268,7 @@ const scenario = (brokerUrl: string, embedded: boolean) =>
     // schedule also drives the first connection: without `reconnect: false` it would retry until the broker is up.
     const sensor = yield* MqttClient.make({ ...base, url: brokerUrl, clientId: id("sensor"), reconnect: false })
 
-    // 1. A subscriber on a wildcard filter. It connects through a proxy, so that step 5 can cut its connection.
+    // 1. A subscriber on a wildcard filter. It connects through a proxy, so that step 6 can cut its connection.
     yield* Console.log("\n1. Subscribe to a wildcard filter")
     const watcherProxy = yield* proxyTo(brokerUrl)
     // Reconnect every 200 ms once connected; the first connection is tried once (a demo should not wait for a
@@ -313,8 +313,24 @@ const scenario = (brokerUrl: string, embedded: boolean) =>
       summary.push([`publish QoS ${qos}`, `${done}; received at QoS ${message.qos}`])
     }
 
-    // 3. A retained message: the broker keeps the last one per topic and hands it to every new subscriber.
-    yield* Console.log("\n3. Retained message, seen by a late subscriber")
+    // 3. A stream of messages: `publishSink` publishes it in order, as many in flight as the window allows, and
+    // pulls the stream only as fast as acknowledgements come back.
+    yield* Console.log("\n3. Publish a stream (publishSink)")
+    const humidity = `${root}/kitchen/humidity`
+    const series = Array.from({ length: 10 }, (_, i) => `${40 + i}%`)
+    const count = yield* Stream.fromIterable(series).pipe(
+      Stream.map((payload): MqttClient.PublishInput => ({ topic: humidity, payload, qos: 1 })),
+      Stream.run(sensor.publishSink)
+    )
+    yield* Console.log(`   sensor   a Stream of ${series.length} readings → publishSink: ${count} published at QoS 1`)
+    for (const payload of series) yield* expectMessage(inbox, humidity, payload)
+    yield* Console.log(
+      `   watcher  received ${humidity} ${quote(series[0]!)} … ${quote(series[series.length - 1]!)}, in order`
+    )
+    summary.push(["publish a stream", `${count} messages through publishSink, received in order`])
+
+    // 4. A retained message: the broker keeps the last one per topic and hands it to every new subscriber.
+    yield* Console.log("\n4. Retained message, seen by a late subscriber")
     const statusTopic = `${root}/kitchen/status`
     const retainedId = yield* sensor.publish({ topic: statusTopic, payload: "online", qos: 1, retain: true })
     yield* Console.log(`   sensor   PUBLISH QoS 1 retain ${statusTopic} "online" → PUBACK, packet id ${retainedId}`)
@@ -331,8 +347,8 @@ const scenario = (brokerUrl: string, embedded: boolean) =>
     summary.push(["retained message", `late subscriber received ${retainedText}`])
     yield* late.disconnect()
 
-    // 4. A will: the broker publishes it when a client's connection ends without DISCONNECT.
-    yield* Console.log("\n4. Will, fired by an abrupt disconnect")
+    // 5. A will: the broker publishes it when a client's connection ends without DISCONNECT.
+    yield* Console.log("\n5. Will, fired by an abrupt disconnect")
     const deviceProxy = yield* proxyTo(brokerUrl)
     const willTopic = `${root}/devices/thermostat/status`
     const device = yield* MqttClient.make({
@@ -350,8 +366,8 @@ const scenario = (brokerUrl: string, embedded: boolean) =>
     if (deviceStatus._tag === "Some") yield* Console.log(`   device   status ${statusText(deviceStatus.value)}`)
     summary.push(["will", `broker published ${quote(text(will.payload))} after the cut`])
 
-    // 5. A dropped connection: the client reconnects by its schedule and subscribes again (clean session).
-    yield* Console.log("\n5. Connection drop, reconnect and resubscribe")
+    // 6. A dropped connection: the client reconnects by its schedule and subscribes again (clean session).
+    yield* Console.log("\n6. Connection drop, reconnect and resubscribe")
     const eventsBefore = watcherEvents.length
     const cutAt = Date.now()
     yield* watcherProxy.cut

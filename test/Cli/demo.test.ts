@@ -23,13 +23,15 @@ describe("npm start (examples/demo.ts)", () => {
         /PUBLISH QoS 1 demo\/kitchen\/temperature "21\.6" → PUBACK, packet id \d+/,
         /PUBLISH QoS 2 demo\/kitchen\/temperature "21\.7" → PUBCOMP, packet id \d+/,
         /watcher {2}received demo\/kitchen\/temperature "21\.7" at QoS 2/,
+        /sensor {3}a Stream of 10 readings → publishSink: 10 published at QoS 1/,
+        /watcher {2}received demo\/kitchen\/humidity "40%" … "49%", in order/,
         /late {5}SUBSCRIBE demo\/kitchen\/status → received "online" retain=true/,
         /watcher {2}received demo\/devices\/thermostat\/status "offline": the broker published the will/,
         /watcher {2}status: Connected → Reconnecting \(attempt 1, after TransportError\) → Connected/,
         /watcher {2}events: Disconnected\(TransportError\) → Reconnecting\(attempt 1\) → Connected/,
         /watcher {2}received demo\/kitchen\/temperature "22\.0": subscription restored/,
         /│ drop and reconnect │ reconnected in \d+ ms, demo\/# receives again/,
-        /All 7 steps passed\./
+        /All 8 steps passed\./
       ]
       for (const line of expected) assert.match(output.stdout, line, explain)
     }), 90_000)
