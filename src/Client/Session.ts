@@ -3,10 +3,11 @@
  * callers waiting on it.
  *
  * It owns the pending operations — a caller waiting for PUBACK, PUBCOMP, SUBACK or UNSUBACK, keyed by packet id —
- * and the in-flight window's waiters. `attach` hands it a new link (resending what the session requires), `detach`
- * takes it away (publishes are then queued offline or fail), `handle` feeds it each packet from the broker and returns
- * the message to deliver, if any. The session outlives connections [MQTT-4.1.0-1]; it knows nothing of sockets,
- * subscriptions as streams, or reconnect policy (see `MqttClient`).
+ * the in-flight window's waiters, and the runs of publishes that `publishAll` and a `Publisher` start as the window
+ * allows. `attach` hands it a new link (resending what the session requires), `detach` takes it away (publishes are
+ * then queued offline or fail), `handle` feeds it each packet from the broker and returns the message to deliver, if
+ * any. The session outlives connections [MQTT-4.1.0-1]; it knows nothing of sockets, subscriptions as streams, or
+ * reconnect policy (see `MqttClient`).
  *
  * @since 0.1.0
  */
