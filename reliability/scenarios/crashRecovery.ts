@@ -6,8 +6,10 @@
  *
  * The publisher (`reliability/children/crashPublisher.ts`) publishes `1..count` in order, one at a time, keeping its
  * own progress in a synced file, and uses `client.restored` on restart to tell whether the message it was publishing
- * is held by the store (wait for it) or was never stored (publish it again). Kills are timed from the moment the
- * child reports it is connected, so they land while publishes are in flight. Without a store that survives the
+ * is held by the store (wait for it) or was never stored (publish it again). Each run is killed after a random
+ * number of publishes it reports complete (none: just after it connects, while it resumes), plus 0–3 ms, so kills
+ * land while publishes are in flight; at most `count / (kills + 1)` per run, so every kill lands before the last
+ * message, however fast the publisher is (a kill timed in milliseconds alone let a fast publisher finish first). Without a store that survives the
  * process, QoS 2 duplicates appear in every run (checked while writing this scenario).
  */
 import * as ChildProcess from "node:child_process"
@@ -48,8 +50,14 @@ interface Run {
   readonly stderr: string
 }
 
-/** Runs the publisher until it exits, or kills it with SIGKILL `killAfter` ms after it reports it is connected. */
-const runPublisher = (args: ReadonlyArray<string>, killAfter: number | undefined) =>
+/** When to kill a run: once `messages` publishes are reported complete (0: once it is connected), `delayMs` later. */
+interface Kill {
+  readonly messages: number
+  readonly delayMs: number
+}
+
+/** Runs the publisher until it exits, or kills it with SIGKILL as `kill` says. */
+const runPublisher = (args: ReadonlyArray<string>, kill: Kill | undefined) =>
   Effect.callback<Run>((resume) => {
     const child = ChildProcess.spawn(process.execPath, ["--conditions=@effect-mqtt/source", publisher, ...args], {
       stdio: ["ignore", "pipe", "pipe"]
@@ -58,14 +66,21 @@ const runPublisher = (args: ReadonlyArray<string>, killAfter: number | undefined
     child.stderr.on("data", (chunk) => (stderr += chunk))
     let killed = false
     let timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-    if (killAfter !== undefined) {
+    if (kill !== undefined) {
+      let connected = false
+      let completed = 0
+      let armed = false
       child.stdout.on("data", (chunk: Buffer) => {
-        if (!chunk.toString().includes("connected")) return
+        const text = chunk.toString()
+        connected ||= text.includes("connected")
+        completed += text.split("done ").length - 1
+        if (armed || !connected || completed < kill.messages) return
+        armed = true
         clearTimeout(timer)
         timer = setTimeout(() => {
           killed = true
           child.kill("SIGKILL")
-        }, killAfter)
+        }, kill.delayMs)
       })
     }
     child.on("exit", (exitCode) => {
@@ -113,8 +128,13 @@ export const run = (config: CrashRecoveryConfig) =>
     ]
     let kills = 0
     let restarts = 0
+    // Publishes completed per killed run at most: the kills all land before the last message.
+    const perRun = Math.max(1, Math.floor(config.count / (config.kills + 1)))
     for (let attempt = 0; attempt < config.kills * 4 && kills < config.kills; attempt++) {
-      const outcome = yield* runPublisher(args, Math.floor(next() * 60))
+      const outcome = yield* runPublisher(args, {
+        messages: Math.floor(next() * (perRun + 1)),
+        delayMs: Math.floor(next() * 4)
+      })
       restarts++
       if (outcome.killed) kills++
       else if (outcome.exitCode === 0) break
@@ -161,7 +181,7 @@ export const scenario: Scenario = {
         duplicated: r.qos === 2 ? r.duplicated.length : undefined,
         reconnects: r.restarts,
         peakRssBytes: peakRss(),
-        ok: r.missing.length === 0 && (r.qos === 1 || r.duplicated.length === 0) && r.kills >= Math.min(kills, 3)
+        ok: r.missing.length === 0 && (r.qos === 1 || r.duplicated.length === 0) && r.kills === kills
       }))
       const outcome: Outcome = {
         rows,
