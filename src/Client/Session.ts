@@ -215,8 +215,6 @@ class SessionImpl implements Service {
   readonly state: SessionState.SessionState
   /** Whether a publish refused for a full in-flight window waits for a slot: never, with `onInflightFull: "fail"`. */
   readonly #waitsForSlot: (error: MqttError.MqttError) => boolean
-  /** The same, asked before publishing: a run that finds the window full waits without being refused first. */
-  readonly #waitsForWindow: boolean
   /** Waiters by packet id; made when an operation starts and dropped when the last one completes (idle: none). */
   #waiters: Map<Packet.PacketId, Waiter> | undefined = undefined
   #windowWaiters: Array<(error?: MqttError.MqttError) => void> = []
@@ -232,8 +230,7 @@ class SessionImpl implements Service {
 
   constructor(options: Options) {
     this.state = new SessionState.SessionState(options)
-    this.#waitsForWindow = options.onInflightFull !== "fail"
-    this.#waitsForSlot = this.#waitsForWindow ? isWindowFull : neverWaits
+    this.#waitsForSlot = options.onInflightFull === "fail" ? neverWaits : isWindowFull
   }
 
   /**
@@ -379,11 +376,6 @@ class SessionImpl implements Service {
 
   publish(request: SessionState.PublishRequest): Effect.Effect<Packet.PacketId | undefined, MqttError.MqttError> {
     if (request.qos === 0) return this.#publishQos0(request)
-    // A full window is waited for before asking the state machine, which would refuse with an error (whose stack
-    // trace costs more than the publish) only to have it caught.
-    if (this.#waitsForWindow && !this.state.windowOpen && !this.#closed) {
-      return Effect.andThen(this.#awaitWindow, () => this.publish(request))
-    }
     const once = this.#operation(
       () =>
         Result.map(this.state.publish(request), ({ packet, queued }) => ({
@@ -517,14 +509,10 @@ class SessionImpl implements Service {
         }
         if (this.#closed) return fail(closedError("publish"))
         const request = requests[next]!
-        // The window is full: go on when a slot frees up (checked first: no refusal is made to be ignored).
-        if (request.qos > 0 && this.#waitsForWindow && !this.state.windowOpen) {
-          waitForWindow()
-          break
-        }
         const started = this.state.publish(request)
         if (Result.isFailure(started)) {
           if (!this.#waitsForSlot(started.failure)) return fail(started.failure)
+          // The window is full: go on when a slot frees up.
           waitForWindow()
           break
         }

@@ -271,6 +271,8 @@ export class SessionState {
   #inflight = 0
   #unsent = 0
   #connected = false
+  /** See `#windowFull`. */
+  #windowFullError: MqttError.MqttError | undefined = undefined
 
   /** Outgoing packets awaiting acknowledgement, by packet id, in creation order. */
   get outgoing(): ReadonlyMap<Packet.PacketId, Flight> {
@@ -366,6 +368,17 @@ export class SessionState {
     return this.outgoing.size + this.#offlineQos0
   }
 
+  /**
+   * The refusal of a publish for a full window, made on the first and given to every later one (its field never
+   * varies): publishers beyond the window are refused once per freed slot, and an error's stack trace costs more
+   * than the publish.
+   */
+  #windowFull(): MqttError.MqttError {
+    return this.#windowFullError ??= MqttError.make(
+      new MqttError.MaxMessagesInflight({ maxInflight: this.config.maxInflight })
+    )
+  }
+
   /** Whether a QoS 1 or 2 publish would fit the in-flight window now. */
   get windowOpen(): boolean {
     return this.#inflight < this.config.maxInflight
@@ -423,9 +436,7 @@ export class SessionState {
       this.#offlineQos0++
       return Result.succeed({ packet, queued: true })
     }
-    if (this.#inflight >= this.config.maxInflight) {
-      return Result.fail(MqttError.make(new MqttError.MaxMessagesInflight({ maxInflight: this.config.maxInflight })))
-    }
+    if (this.#inflight >= this.config.maxInflight) return Result.fail(this.#windowFull())
     const packetId = this.#allocatePacketId()
     if (typeof packetId !== "number") return Result.fail(packetId)
     // [MQTT-4.3.2-1] [MQTT-4.3.3-1]: a new packet id, DUP 0, unacknowledged until PUBACK / PUBREC.

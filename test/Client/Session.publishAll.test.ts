@@ -222,3 +222,33 @@ describe("Session.publisher", () => {
       assert.strictEqual(session.pending(), 0)
     }))
 })
+
+describe("Session.publish with a full window", () => {
+  it.effect("an invalid publish fails at once, before waiting for a slot", () =>
+    Effect.gen(function*() {
+      const { session } = yield* attached({ maxInflight: 1 })
+      yield* startBatch(session, [request(0, 1)])
+      assert.isFalse(session.state.windowOpen)
+      const error = yield* Effect.flip(session.publish({ ...request(1, 1), topic: "t/#" }))
+      assert.strictEqual(error.reason._tag, "InvalidTopic")
+    }))
+
+  it.effect("offline with the buffer full, fails with MaxBufferedMessages at once, not after a slot frees", () =>
+    Effect.gen(function*() {
+      const session = Session.make({ maxInflight: 1, maxBufferedMessages: 1 })
+      yield* startBatch(session, [request(0, 1)])
+      assert.isFalse(session.state.windowOpen)
+      const error = yield* Effect.flip(session.publish(request(1, 1)))
+      assert.strictEqual(error.reason._tag, "MaxBufferedMessages")
+    }))
+
+  it.effect("refusals for a full window are one error per session, not one per publish", () =>
+    Effect.gen(function*() {
+      const { session } = yield* attached({ maxInflight: 1, onInflightFull: "fail" })
+      yield* startBatch(session, [request(0, 1)])
+      const first = yield* Effect.flip(session.publish(request(1, 1)))
+      const second = yield* Effect.flip(session.publish(request(2, 1)))
+      assert.strictEqual(first.reason._tag, "MaxMessagesInflight")
+      assert.strictEqual(second, first)
+    }))
+})
