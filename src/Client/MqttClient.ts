@@ -545,6 +545,14 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
     )
   }
 
+  /** Counts completed publishes (by QoS) in `mqtt_messages_sent`, one update per QoS, and zeroes the counts. */
+  recordSent(sent: Array<number>): void {
+    for (let qos = 0; qos < 3; qos++) {
+      if (sent[qos]! > 0) metrics.sent[qos]!.updateUnsafe(sent[qos]!, this.context)
+      sent[qos] = 0
+    }
+  }
+
   publishAll(inputs: Iterable<PublishInput>): Effect.Effect<ReadonlyArray<number | undefined>, MqttError.MqttError> {
     return Effect.suspend(() => {
       if (this.closing) return Effect.fail(closedError("publish"))
@@ -560,7 +568,7 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
       // One metric update per QoS for the batch.
       const sent = [0, 0, 0]
       for (let i = 0; i < requests.length; i++) sent[requests[i]!.qos]!++
-      for (let qos = 0; qos < 3; qos++) if (sent[qos]! > 0) metrics.sent[qos]!.updateUnsafe(sent[qos]!, this.context)
+      this.recordSent(sent)
       if (this.events !== undefined) {
         for (let i = 0; i < requests.length; i++) {
           const { topic, qos } = requests[i]!
@@ -570,12 +578,7 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
       return packetIds
     })
     if (!this.tracing) return published
-    return published.pipe(
-      Effect.withSpan("mqtt.publish_all", {
-        kind: "producer",
-        attributes: { "messaging.system": "mqtt", "messaging.batch.message_count": requests.length }
-      }, noStackTrace)
-    )
+    return published.pipe(publishAllSpan(requests.length))
   }
 
   get publishSink(): Sink.Sink<number, PublishInput, never, MqttError.MqttError> {
@@ -590,12 +593,7 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
         }
       }
       return Effect.map(this.session.publisher(onPublished), (publisher) => {
-        const updateMetrics = Effect.sync(() => {
-          for (let qos = 0; qos < 3; qos++) {
-            if (sent[qos]! > 0) metrics.sent[qos]!.updateUnsafe(sent[qos]!, this.context)
-            sent[qos] = 0
-          }
-        })
+        const updateMetrics = Effect.sync(() => this.recordSent(sent))
         const offer = (inputs: ReadonlyArray<PublishInput>): Effect.Effect<void, MqttError.MqttError> => {
           if (this.closing) return Effect.fail(closedError("publish"))
           const requests = toPublishRequests(inputs)
@@ -603,12 +601,7 @@ class ClientImpl implements Keepalive.Config, Reconnect.Hooks {
           count += requests.success.length
           const offered = Effect.ensuring(publisher.offer(requests.success), updateMetrics)
           if (!this.tracing) return offered
-          return offered.pipe(
-            Effect.withSpan("mqtt.publish_all", {
-              kind: "producer",
-              attributes: { "messaging.system": "mqtt", "messaging.batch.message_count": requests.success.length }
-            }, noStackTrace)
-          )
+          return offered.pipe(publishAllSpan(requests.success.length))
         }
         return Sink.forEachArray((inputs: ReadonlyArray<PublishInput>) => Effect.suspend(() => offer(inputs))).pipe(
           Sink.mapEffect(() => Effect.as(Effect.ensuring(publisher.drain, updateMetrics), count))
@@ -743,6 +736,13 @@ const messagesOf = (client: ClientImpl): Service["messages"] => (options) =>
   Stream.unwrap(messagesBody(client, options))
 
 const disconnectOf = (client: ClientImpl): Service["disconnect"] => (options) => disconnectBody(client, options)
+
+/** The span of a batch of publishes (`publishAll`, or a chunk of `publishSink`). */
+const publishAllSpan = (count: number) =>
+  Effect.withSpan("mqtt.publish_all", {
+    kind: "producer",
+    attributes: { "messaging.system": "mqtt", "messaging.batch.message_count": count }
+  }, noStackTrace)
 
 const pingEvent: Event = { _tag: "Ping" }
 

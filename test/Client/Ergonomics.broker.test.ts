@@ -119,7 +119,7 @@ describe("MqttClient ergonomics (Aedes)", () => {
       assert.strictEqual((yield* Metric.value(MqttClient.metrics.received[1]!)).count - receivedBefore, 2)
     }))
 
-  it.live("spans: mqtt.connect always; mqtt.publish (producer) and mqtt.deliver (consumer) with tracing", () =>
+  it.live("spans: mqtt.connect always; mqtt.publish, mqtt.publish_all (producer) and mqtt.deliver (consumer) with tracing", () =>
     Effect.gen(function*() {
       const broker = yield* Aedes.start()
       const spans: Array<Tracer.Span> = []
@@ -136,6 +136,10 @@ describe("MqttClient ergonomics (Aedes)", () => {
         const got = yield* subscription.messages.pipe(Stream.take(1), Stream.runCollect, Effect.forkChild)
         yield* client.publish({ topic: "s/t", payload: "x", qos: 1 })
         yield* Fiber.join(got)
+        // A batch, and a stream in two chunks: one producer span per batch and per chunk.
+        yield* client.publishAll([{ topic: "s/b", payload: "1" }, { topic: "s/b", payload: "2", qos: 1 }])
+        yield* Stream.make({ topic: "s/c", payload: "1" }, { topic: "s/c", payload: "2" }, { topic: "s/c", payload: "3" })
+          .pipe(Stream.rechunk(2), Stream.run(client.publishSink))
       }).pipe(Effect.scoped, Effect.withTracer(tracer))
       const byName = (name: string) => spans.filter((s) => s.name === name)
       assert.strictEqual(byName("mqtt.connect").length, 1)
@@ -144,6 +148,9 @@ describe("MqttClient ergonomics (Aedes)", () => {
       assert.strictEqual(publish.attributes.get("messaging.destination.name"), "s/t")
       assert.strictEqual(publish.attributes.get("messaging.mqtt.qos"), 1)
       assert.isAbove(Number(publish.attributes.get("messaging.mqtt.packet_id")), 0)
+      const batches = byName("mqtt.publish_all")
+      assert.deepStrictEqual(batches.map((s) => s.kind), ["producer", "producer", "producer"])
+      assert.deepStrictEqual(batches.map((s) => s.attributes.get("messaging.batch.message_count")), [2, 2, 1])
       const deliver = byName("mqtt.deliver")[0]!
       assert.strictEqual(deliver.kind, "consumer")
       assert.strictEqual(deliver.attributes.get("messaging.destination.name"), "s/t")
